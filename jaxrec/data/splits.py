@@ -1,0 +1,50 @@
+"""Leave-one-out split (HSTU / HLLM / RecBole protocol).
+
+Per user: the last item is the test target, the second-to-last the validation
+target, everything before is training. The validation history is the training
+sequence; the test history is the training sequence plus the validation item.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from jaxrec.errors import JaxrecError
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSplit:
+  """What one evaluation needs: a history and a target per user."""
+  users: np.ndarray                    # [U] row index into the dataset's users
+  histories: tuple[np.ndarray, ...]    # full history per user (all of it is excluded)
+  targets: np.ndarray                  # [U] item index of the held-out item
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaveOneOut:
+  train: tuple[np.ndarray, ...]        # training sequences (users with >= 2 items)
+  valid: EvalSplit
+  test: EvalSplit
+  num_dropped_users: int               # users with < 3 interactions (no split possible)
+
+
+def leave_one_out(sequences: tuple[np.ndarray, ...]) -> LeaveOneOut:
+  """Splits chronological sequences; users with fewer than 3 items are dropped."""
+  users, train, valid_t, test_t, test_h = [], [], [], [], []
+  for u, seq in enumerate(sequences):
+    if len(seq) < 3:
+      continue
+    users.append(u)
+    train.append(np.asarray(seq[:-2], np.int32))
+    valid_t.append(seq[-2])
+    test_t.append(seq[-1])
+    test_h.append(np.asarray(seq[:-1], np.int32))
+  if not users:
+    raise JaxrecError("leave-one-out split: no user has the 3 interactions it needs")
+  users = np.asarray(users, np.int32)
+  return LeaveOneOut(
+      train=tuple(s for s in train if len(s) >= 2),
+      valid=EvalSplit(users, tuple(train), np.asarray(valid_t, np.int32)),
+      test=EvalSplit(users, tuple(test_h), np.asarray(test_t, np.int32)),
+      num_dropped_users=len(sequences) - len(users),
+  )
