@@ -75,19 +75,29 @@ def tokenize(model_dir: pathlib.Path, texts: list[str], max_tokens: int) -> list
   return tok(texts, truncation=True, max_length=max_tokens)["input_ids"]
 
 
-def plan_batches(lengths: np.ndarray, token_budget: int, multiple: int) -> list[tuple[int, np.ndarray]]:
-  """[(bucket_len, item indices)]: length-sorted, each batch within the token budget.
+def plan_batches(lengths: np.ndarray, token_budget: int,
+                 multiple: int) -> list[tuple[int, int, np.ndarray]]:
+  """[(bucket_len, rows, item indices)]: length-bucketed batches within the token budget.
 
-  Rows per batch is fixed per bucket (a multiple of the device count), so the
-  number of distinct shapes equals the number of buckets.
+  Full batches of a bucket have rows = budget // bucket_len; a bucket's last,
+  partial batch gets the smallest power-of-two rows that hold it, so padding
+  stays small while the number of distinct shapes stays logarithmic. Rows are
+  multiples of the device count.
   """
   buckets = np.maximum(BUCKET, -(-lengths // BUCKET) * BUCKET)
   plan = []
   for blen in np.unique(buckets):
     idx = np.flatnonzero(buckets == blen)
     rows = max(multiple, (token_budget // int(blen)) // multiple * multiple)
-    plan.extend((int(blen), idx[i:i + rows]) for i in range(0, len(idx), rows))
+    for i in range(0, len(idx), rows):
+      part = idx[i:i + rows]
+      fit = rows if len(part) == rows else min(rows, multiple * pow2_at_least(-(-len(part) // multiple)))
+      plan.append((int(blen), fit, part))
   return plan
+
+
+def pow2_at_least(n: int) -> int:
+  return 1 << max(0, (n - 1).bit_length())
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -112,9 +122,8 @@ def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, tok
   plan = plan_batches(lengths[todo], token_budget, mesh.devices.size)
   params = sharding.put_replicated(params, mesh)
   with tqdm(total=n, initial=n - len(todo), desc=desc, unit="item") as bar:
-    for blen, local in plan:
+    for blen, rows, local in plan:
       idx = todo[local]
-      rows = max(mesh.devices.size, (token_budget // blen) // mesh.devices.size * mesh.devices.size)
       ids = np.zeros((rows, blen), np.int32)
       mask = np.zeros((rows, blen), np.int32)
       for r, i in enumerate(idx):

@@ -1,0 +1,185 @@
+"""LlamaDecoder + load_hf_model against transformers' Llama/Qwen2/Mistral."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrec.errors import JaxrecError
+from jaxrec.llm import checkpoint
+from jaxrec.llm import llama
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+VOCAB = 99
+TINY = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=96, max_position_embeddings=128)
+LLAMA3_ROPE = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0,
+               # Small, so the tiny head dim spans all three frequency bands.
+               "original_max_position_embeddings": 64}
+
+CONFIGS = {
+    "llama_gqa": lambda: transformers.LlamaConfig(**TINY),
+    "llama_biases_head_dim": lambda: transformers.LlamaConfig(
+        **TINY, attention_bias=True, mlp_bias=True, head_dim=8),
+    "llama3_rope": lambda: transformers.LlamaConfig(
+        **TINY, rope_theta=500.0, rope_scaling=dict(LLAMA3_ROPE)),
+    "qwen2": lambda: transformers.Qwen2Config(**TINY),
+    "mistral_window": lambda: transformers.MistralConfig(
+        **TINY, sliding_window=3),
+}
+
+
+def _perturb_(model: "torch.nn.Module") -> None:
+  """Random biases and norm scales (init makes them 0 / 1)."""
+  gen = torch.Generator().manual_seed(1)
+  with torch.no_grad():
+    for name, p in model.named_parameters():
+      if "norm" in name and name.endswith("weight"):
+        p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+      elif name.endswith("bias"):
+        p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+
+
+def _reference(config, make=transformers.AutoModel.from_config
+               ) -> "torch.nn.Module":
+  torch.manual_seed(0)
+  model = make(config).eval()
+  _perturb_(model)
+  return model
+
+
+def _padded_batch():
+  """Two right-padded rows of different lengths."""
+  rng = np.random.default_rng(0)
+  ids = rng.integers(1, VOCAB, size=(2, 10)).astype(np.int32)
+  mask = np.ones_like(ids)
+  mask[1, 6:] = 0
+  ids[1, 6:] = 0
+  return ids, mask
+
+
+def _torch_hidden(model, ids, mask) -> np.ndarray:
+  with torch.no_grad():
+    out = model(input_ids=torch.from_numpy(ids).long(),
+                attention_mask=torch.from_numpy(mask).long())
+  return out.last_hidden_state.numpy()
+
+
+def _assert_close_on_real(ours, ref, mask, atol=1e-4):
+  real = mask.astype(bool)
+  diff = np.abs(np.asarray(ours, np.float32)[real] - ref[real]).max()
+  assert diff <= atol, f"max abs diff {diff} > {atol}"
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_matches_torch(tmp_path, name):
+  ref = _reference(CONFIGS[name]())
+  ref.save_pretrained(tmp_path)
+
+  module, params, _ = checkpoint.load_hf_model(tmp_path)
+
+  assert isinstance(module, llama.LlamaDecoder)
+  assert checkpoint.param_count(params) == sum(
+      p.numel() for p in ref.parameters())
+  ids, mask = _padded_batch()
+  ours = jax.jit(module.apply)({"params": params}, ids, mask)
+  assert ours.shape == (2, 10, 64) and ours.dtype == jnp.float32
+  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask)
+
+
+def test_qwen2_has_qkv_bias_but_no_o_bias(tmp_path):
+  _reference(CONFIGS["qwen2"]()).save_pretrained(tmp_path)
+
+  _, params, _ = checkpoint.load_hf_model(tmp_path)
+
+  attn = params["layers_0"]["self_attn"]
+  assert {"kernel", "bias"} == set(attn["q_proj"]) == set(attn["v_proj"])
+  assert set(attn["o_proj"]) == {"kernel"}
+
+
+def test_llama3_inv_freq_matches_transformers():
+  ref = _reference(CONFIGS["llama3_rope"]())
+  hf = {"model_type": "llama", **ref.config.to_dict()}
+
+  ours = llama.rope_inv_freq(llama.LlamaConfig.from_hf(hf))
+
+  default = llama.rope_inv_freq(llama.LlamaConfig.from_hf(
+      {**hf, "rope_parameters": {"rope_theta": 500.0}}))
+  np.testing.assert_allclose(ours, ref.rotary_emb.inv_freq.numpy(), rtol=1e-6)
+  # Sanity: the scaling changes low frequencies and keeps the highest.
+  assert ours[0] == default[0] and ours[-1] < default[-1]
+
+
+def test_causal_lm_checkpoint_loads_and_ignores_lm_head(tmp_path):
+  ref = _reference(CONFIGS["llama_gqa"](), transformers.LlamaForCausalLM)
+  ref.save_pretrained(tmp_path)
+
+  module, params, _ = checkpoint.load_hf_model(tmp_path)
+
+  ids, mask = _padded_batch()
+  ours = module.apply({"params": params}, ids, mask)
+  _assert_close_on_real(ours, _torch_hidden(ref.model, ids, mask), mask)
+  assert "lm_head" not in params
+
+
+def test_sharded_bfloat16_checkpoint(tmp_path):
+  ref = _reference(CONFIGS["qwen2"]()).to(torch.bfloat16)
+  ref.save_pretrained(tmp_path, max_shard_size="40KB")
+  assert (tmp_path / "model.safetensors.index.json").is_file()
+
+  module, params, _ = checkpoint.load_hf_model(tmp_path)
+
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+  ids, mask = _padded_batch()
+  ours = module.apply({"params": params}, ids, mask)
+  _assert_close_on_real(ours, _torch_hidden(ref.float(), ids, mask), mask)
+
+
+def test_bfloat16_compute_stays_close(tmp_path):
+  ref = _reference(CONFIGS["llama_gqa"]())
+  ref.save_pretrained(tmp_path)
+  ids, mask = _padded_batch()
+
+  module, params, _ = checkpoint.load_hf_model(
+      tmp_path, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16)
+
+  ours = module.apply({"params": params}, ids, mask)
+  assert ours.dtype == jnp.bfloat16
+  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask, atol=0.1)
+
+
+def test_config_reads_transformers_v4_layout():
+  hf = {"model_type": "llama", "vocab_size": 10, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 1,
+        "num_attention_heads": 4, "num_key_value_heads": 1,
+        "head_dim": 32, "rope_theta": 500000.0, "rope_scaling": LLAMA3_ROPE}
+
+  config = llama.LlamaConfig.from_hf(hf)
+
+  assert config.head_dim == 32 and config.num_key_value_heads == 1
+  assert config.rope_theta == 500000.0 and config.rope_type == "llama3"
+  assert config.rope_original_max_position_embeddings == 64
+  default = llama.LlamaConfig.from_hf({**hf, "rope_scaling": None,
+                                       "head_dim": None})
+  assert default.rope_type == "default" and default.head_dim == 16
+
+
+@pytest.mark.parametrize("rope", [{"rope_type": "yarn", "factor": 4.0},
+                                  {"type": "linear", "factor": 2.0}])
+def test_unsupported_rope_type_is_named(rope):
+  hf = {"model_type": "llama", "vocab_size": 10, "hidden_size": 64,
+        "intermediate_size": 96, "num_hidden_layers": 1,
+        "num_attention_heads": 4, "rope_scaling": rope}
+  kind = rope.get("rope_type", rope.get("type"))
+
+  with pytest.raises(JaxrecError, match=f"unsupported rope type '{kind}'"):
+    llama.LlamaConfig.from_hf(hf)
+
+
+def test_config_missing_required_field():
+  with pytest.raises(JaxrecError, match="qwen2 config lacks hidden_size"):
+    llama.LlamaConfig.from_hf({"model_type": "qwen2", "vocab_size": 10})
