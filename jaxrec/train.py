@@ -115,6 +115,15 @@ def _atomic_write_json(path: pathlib.Path, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+def _ckpt_tree(state: TrainState, best: dict) -> dict:
+  """What a checkpoint holds; before the first validation, best_params is a placeholder."""
+  return {"state": state, "best_params": state.params if best["params"] is None else best["params"]}
+
+
+def _record(config_json: dict, best: dict) -> dict:
+  return {"config": config_json, "best": {k: best[k] for k in ("step", "valid", "history")}}
+
+
 def _banner(title: str) -> None:
   log.info("%s %s %s", "=" * 20, title, "=" * 20)
 
@@ -152,8 +161,14 @@ def content_table(config: ml_collections.ConfigDict, dataset, mesh) -> np.ndarra
   return prepare_content(table, c.normalize)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
-  """Runs every stage and writes workdir/results.json; returns the results."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+                       stop_after_steps: int | None = None) -> dict | None:
+  """Runs every stage and writes workdir/results.json; returns the results.
+
+  With `stop_after_steps`, training checkpoints and returns None after that
+  many steps of this invocation (time-boxed jobs, e.g. a Colab session); the
+  next call with the same workdir and config resumes where it stopped.
+  """
   start_time = time.time()
   config_lib.validate(config)
   config_json = json.loads(config.to_json_best_effort())
@@ -188,7 +203,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     restored = ckpt.restore({"state": state, "best_params": state.params}, config_json)
     if restored is not None:
       tree, record = restored
-      state, best = tree["state"], {"params": tree["best_params"], **record["best"]}
+      has_best = record["best"]["valid"] is not None
+      state = tree["state"]
+      best = {"params": jax.device_get(tree["best_params"]) if has_best else None, **record["best"]}
       log.info("resumed from step %d (best so far: step %d)", int(state.step), best["step"])
   _atomic_write_json(workdir / "config.json", config_json)
 
@@ -229,10 +246,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         tqdm.write(f"step {done}: valid {config.eval.select}={valid[config.eval.select]:.4f} "
                    f"(best {best['valid'][config.eval.select]:.4f} at step {best['step']})")
         if ckpt is not None:
-          record = {"config": config_json,
-                    "best": {k: best[k] for k in ("step", "valid", "history")}}
-          ckpt.save(done, {"state": state, "best_params": best["params"]}, record)
+          ckpt.save(done, _ckpt_tree(state, best), _record(config_json, best))
       bar.update(1)
+      if stop_after_steps is not None and done - first >= stop_after_steps and done < total_steps:
+        if ckpt is None:
+          raise JaxrecError("stop_after_steps needs config.train.checkpoint=True to resume")
+        if ckpt.latest_step() != done:
+          ckpt.save(done, _ckpt_tree(state, best), _record(config_json, best))
+        ckpt.close()
+        log.info("stopped after step %d; run again with the same workdir to resume", done)
+        return None
   if ckpt is not None:
     ckpt.close()
 
