@@ -16,7 +16,7 @@ setuptools.setup(
     install_requires=[
         "jax>=0.7",
         "flax>=0.10",
-        "optax>=0.2.4",
+        "optax>=0.2.5",
         "orbax-checkpoint>=0.11",
         "ml-collections>=1.0",
         "absl-py>=2.0",

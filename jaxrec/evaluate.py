@@ -136,5 +136,16 @@ def evaluate(model: LearnTowers, params, content, histories: tuple[np.ndarray, .
   return metrics_from_ranks(ranks, ks)
 
 
+def popularity(train: tuple[np.ndarray, ...], histories: tuple[np.ndarray, ...],
+               targets: np.ndarray, num_items: int, *, mesh: Mesh,
+               ks=DEFAULT_KS) -> dict[str, float]:
+  """The popularity baseline under the same protocol: items ranked by training
+  count (ties by index), history excluded. A floor every model must clear."""
+  counts = np.bincount(np.concatenate(train), minlength=num_items).astype(np.float32)
+  ranks = rank_targets(np.ones((len(targets), 1), np.float32), counts[:, None], targets,
+                       batching.pad_items(histories), mesh)
+  return metrics_from_ranks(ranks, ks)
+
+
 def _round_up(x: int, multiple: int) -> int:
   return -(-x // multiple) * multiple

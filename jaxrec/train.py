@@ -105,7 +105,7 @@ def train_step(state: TrainState, batch, content, *, model: LearnTowers, tx, lc,
   (loss, aux), grads = grad_fn(state.params, batch, content, rng)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+  metrics = {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads), **aux}
   return TrainState(state.step + 1, params, opt_state), metrics
 
 
@@ -261,8 +261,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   _banner("test")
   test = eval_fn(best["params"]["towers"], split.test.histories, split.test.targets)
+  popularity = evaluate.popularity(split.train, split.test.histories, split.test.targets,
+                                   dataset.num_items, mesh=mesh, ks=tuple(config.eval.ks))
   results = {
-      "valid": best["valid"], "test": test, "config": config_json, "best_step": best["step"],
+      "valid": best["valid"], "test": test, "popularity_test": popularity,
+      "config": config_json, "best_step": best["step"],
       "total_steps": total_steps, "dataset": dataset.stats(),
       "valid_history": best["history"], "wall_seconds": round(time.time() - start_time, 1),
   }

@@ -77,3 +77,14 @@ def test_eight_devices_equal_one():
   one = evaluate.evaluate(model, params, content, histories, targets, mesh=sharding.make_mesh(1), **kw)
   eight = evaluate.evaluate(model, params, content, histories, targets, mesh=sharding.make_mesh(8), **kw)
   assert one == eight
+
+
+def test_popularity_baseline_by_hand():
+  train = (np.array([0, 1, 1]), np.array([1, 2, 2, 2]))
+  # Counts: item 0: 1, item 1: 3, item 2: 3, item 3: 0; the 1-2 tie goes to the lower index.
+  histories = (np.array([1]), np.array([3]))
+  targets = np.array([2, 0])
+  m = evaluate.popularity(train, histories, targets, 4, mesh=sharding.make_mesh(1), ks=(1, 2))
+  # user 0: item 1 excluded; order 2, 0, 3 -> target 2 at rank 0.
+  # user 1: item 3 excluded; order 1, 2, 0 -> target 0 at rank 2.
+  assert m["HR@1"] == 0.5 and m["HR@2"] == 0.5
