@@ -14,6 +14,8 @@ from jaxrec.errors import JaxrecError
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0                          # Seeds parameters, dropout and the batch order.
+  c.method = "learn"                  # learn (train the towers) | baseline_v1 (paper's Baseline-v1:
+                                      # the frozen LLM reads the history's texts; no training).
 
   c.data = ml_collections.ConfigDict()
   c.data.kind = "synthetic_demo"      # lcrec_json | movielens_100k | movielens_latest_small | synthetic_demo
@@ -23,7 +25,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.max_text_chars = 512         # Item text is cut (at a word) to this many characters.
   c.data.max_history = 50             # Lh: user history length the towers see (most recent items).
   c.data.target_len = 10              # Lt: target items per training example.
-  c.data.cut = "random"               # Where training sequences split into history | targets: random | last.
+  c.data.cut = "random"               # dense_all_action: where a sequence splits into history | targets: random | last.
+  c.data.pack = True                  # next_item/last: pack several users' windows into one row (throughput).
+  c.data.cold_items = 0.0             # Cold-item protocol: this fraction of items (seeded) never appears in training.
+  c.data.cold_seed = 0                # Seed of the cold-item draw (fixed across model seeds).
   c.data.demo_users = 1000            # synthetic_demo only: number of users.
   c.data.demo_items = 400             # synthetic_demo only: number of items.
 
@@ -38,20 +43,41 @@ def base_config() -> ml_collections.ConfigDict:
   c.ceg.normalize = "l2"              # Content table preprocessing: l2 | standardize | none.
 
   c.model = ml_collections.ConfigDict()
-  c.model.item_input = "content"      # content (LEARN: frozen CEG embeddings) | id (ID baseline).
-  c.model.item_tower = "causal"       # causal (Variant 1) | diagonal (Variant 2) | content (Variant 3).
+  c.model.item_input = "content"      # content (LEARN: frozen CEG embeddings) | id (ID baseline) | fusion (both).
+  c.model.item_tower = "causal"       # causal (Variant 1) | diagonal (Variant 2) | content (Variant 3) |
+                                      # input (tied: the item's own input vector, as SASRec; d_out == d_model).
+  c.model.share_towers = True         # Variants 1/2: the item tower reuses the user tower's PCH (paper).
+  c.model.normalize = True            # L2-normalise user/item vectors (cosine x logit scale); False = raw dot.
+  c.model.adapter = "linear"          # Content adapter: linear | whiten ((x - b) W) | moe (gated whitening experts).
+  c.model.adapter_experts = 4         # moe: number of experts.
+  c.model.adapter_dropout = 0.0       # Dropout on the frozen content vector before the adapter.
+  c.model.fusion = "sum"              # fusion: how content and ID combine: sum | concat | gate.
+  c.model.id_dropout = 0.0            # fusion: probability of dropping an item's whole ID vector in training.
+  c.model.id_init = "normal"          # ID table init: normal (std 0.02) | pca (of the content table).
   c.model.d_model = 64                # PCH width.
   c.model.num_layers = 2              # PCH transformer layers (paper: 12).
   c.model.num_heads = 2               # Attention heads.
   c.model.mlp_dim = 256               # MLP hidden width.
   c.model.d_out = 64                  # User/item embedding size (head output).
   c.model.dropout = 0.2               # Dropout in PCH (inputs, attention, MLP).
+  c.model.norm = "pre"                # PCH LayerNorm: pre (before sublayers) | post (after residuals; SASRec, BERT).
+  c.model.init_std = 0.0              # > 0: weight matrices from N(0, init_std) (SASRec/BERT 0.02); 0 = lecun-normal.
+  c.model.head = True                 # Output Dense after the PCH; False needs d_out == d_model.
 
   c.loss = ml_collections.ConfigDict()
+  c.loss.objective = "dense_all_action"  # dense_all_action (paper eq. 1: every history x target pair) |
+                                      # next_item (every causal position predicts the next item) |
+                                      # last (only each user's last position: official LEARN fine-tuning).
+  c.loss.negatives = "in_batch"       # next_item/last: full (softmax over the catalogue) | in_batch |
+                                      # sampled (num_sampled uniform items) | mixed (in-batch + sampled).
+  c.loss.num_sampled = 512            # sampled/mixed: uniform negatives per step (shared by the batch).
+  c.loss.logq = True                  # in_batch/mixed: logQ correction by training item frequency.
+  c.loss.full_chunk = 8192            # full: items per chunk of the online log-sum-exp (memory bound).
   c.loss.temperature = 0.07           # Initial tau; logits are <u, v> / tau.
   c.loss.learn_temperature = True     # Learn tau (HLLM), logit scale clamped at max_logit_scale.
   c.loss.max_logit_scale = 100.0      # Upper bound of 1 / tau.
-  c.loss.mask_duplicates = True       # Drop in-batch negatives that are the positive's item.
+  c.loss.mask_duplicates = True       # dense_all_action: drop negatives that are the positive's item
+                                      # (next_item modes always do).
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 128            # Global batch (users per step), split over devices.
@@ -60,7 +86,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.warmup_frac = 0.1           # Linear warm-up fraction, then cosine decay to 0.
   c.train.weight_decay = 0.0          # AdamW decay on matrices and embeddings.
   c.train.grad_clip = 1.0             # Global gradient norm clip (0 = off).
+  c.train.schedule = "cosine"         # Learning rate after warm-up: cosine (to 0 at the end) | constant.
   c.train.eval_every = 200            # Validate (full ranking) every N steps and at the end.
+  c.train.eval_every_epochs = 0.0     # > 0: validate every this many epochs instead of eval_every.
+  c.train.patience = 0                # Early stopping: stop after this many validations without a new best (0 = off).
   c.train.log_every = 50              # Log training loss every N steps.
   c.train.checkpoint = True           # Orbax checkpoints in workdir/checkpoints; resume if present.
 
@@ -75,24 +104,52 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 _CHOICES = {
+    "method": ("learn", "baseline_v1"),
     "data.kind": ("lcrec_json", "movielens_100k", "movielens_latest_small", "synthetic_demo"),
     "data.cut": ("random", "last"),
     "ceg.pooling": ("mean", "last"),
     "ceg.dtype": ("float32", "bfloat16"),
     "ceg.normalize": ("l2", "standardize", "none"),
-    "model.item_input": ("content", "id"),
-    "model.item_tower": ("causal", "diagonal", "content"),
+    "model.item_input": ("content", "id", "fusion"),
+    "model.item_tower": ("causal", "diagonal", "content", "input"),
+    "model.adapter": ("linear", "whiten", "moe"),
+    "model.norm": ("pre", "post"),
+    "model.fusion": ("sum", "concat", "gate"),
+    "model.id_init": ("normal", "pca"),
+    "loss.objective": ("dense_all_action", "next_item", "last"),
+    "loss.negatives": ("in_batch", "full", "sampled", "mixed"),
+    "train.schedule": ("cosine", "constant"),
 }
+
+
+def _get(c: ml_collections.ConfigDict, path: str):
+  for key in path.split("."):
+    c = c[key]
+  return c
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Rejects values the code cannot run with, before anything is computed or written."""
   for path, choices in _CHOICES.items():
-    section, key = path.split(".")
-    if c[section][key] not in choices:
-      raise JaxrecError(f"config.{path}={c[section][key]!r} is not one of {choices}")
+    value = _get(c, path)
+    if value not in choices:
+      raise JaxrecError(f"config.{path}={value!r} is not one of {choices}")
   if c.model.item_input == "id" and c.model.item_tower == "content":
     raise JaxrecError("config.model.item_tower='content' (Variant 3) needs item_input='content'")
+  if c.model.item_tower == "input" and c.model.d_out != c.model.d_model:
+    raise JaxrecError(f"config.model.item_tower='input' (tied) needs model.d_out == model.d_model, "
+                      f"got {c.model.d_out} and {c.model.d_model}")
+  if not c.model.head and c.model.d_out != c.model.d_model:
+    raise JaxrecError(f"config.model.head=False needs model.d_out == model.d_model, "
+                      f"got {c.model.d_out} and {c.model.d_model}")
+  if c.loss.objective == "dense_all_action" and c.loss.negatives != "in_batch":
+    raise JaxrecError("config.loss.objective='dense_all_action' uses in-batch negatives only; "
+                      f"got loss.negatives={c.loss.negatives!r}")
+  if c.loss.objective != "dense_all_action" and c.model.item_tower == "diagonal":
+    raise JaxrecError("config.model.item_tower='diagonal' (Variant 2) is a training mode of "
+                      "dense_all_action; with next_item an item is always embedded alone (use causal)")
+  if not 0.0 <= c.data.cold_items < 1.0:
+    raise JaxrecError(f"config.data.cold_items must be in [0, 1), got {c.data.cold_items}")
   for path in ("data.max_history", "data.target_len", "train.batch_size", "train.num_epochs",
                "train.eval_every", "train.log_every", "model.d_model", "model.num_layers"):
     section, key = path.split(".")

@@ -125,15 +125,43 @@ def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
   return out
 
 
+def rank(model: LearnTowers, params, content, histories: tuple[np.ndarray, ...],
+         targets: np.ndarray, *, max_history: int, mesh: Mesh,
+         user_chunk: int = 256) -> np.ndarray:
+  """[U, T] ranks of each user's targets among all items; all history items excluded."""
+  items = item_embeddings(model, params, content, model.config.num_items, mesh)
+  users = user_embeddings(model, params, content, batching.to_tokens(histories, max_history),
+                          mesh, chunk=user_chunk)
+  return rank_targets(users, items, targets, batching.pad_items(histories), mesh, chunk=user_chunk)
+
+
 def evaluate(model: LearnTowers, params, content, histories: tuple[np.ndarray, ...],
              targets: np.ndarray, *, max_history: int, mesh: Mesh, ks=DEFAULT_KS,
              user_chunk: int = 256) -> dict[str, float]:
   """Full-ranking metrics for (history, target) pairs; all history items excluded."""
-  items = item_embeddings(model, params, content, model.config.num_items, mesh)
-  users = user_embeddings(model, params, content, batching.to_tokens(histories, max_history),
-                          mesh, chunk=user_chunk)
-  ranks = rank_targets(users, items, targets, batching.pad_items(histories), mesh, chunk=user_chunk)
-  return metrics_from_ranks(ranks, ks)
+  return metrics_from_ranks(rank(model, params, content, histories, targets, max_history=max_history,
+                                 mesh=mesh, user_chunk=user_chunk), ks)
+
+
+# Paper Table 7: users grouped by how often their target item was seen in training.
+COUNT_BUCKETS = ((0, 0), (1, 4), (5, 19), (20, None))
+
+
+def target_count_groups(train: tuple[np.ndarray, ...], targets: np.ndarray,
+                        num_items: int) -> dict[str, np.ndarray]:
+  """{"0": mask, "1-4": ..., "5-19": ..., "20+": ...} over users, by the target's training count."""
+  counts = np.bincount(np.concatenate(train), minlength=num_items)[np.asarray(targets).reshape(-1)]
+  groups = {}
+  for lo, hi in COUNT_BUCKETS:
+    name = f"{lo}+" if hi is None else (f"{lo}" if lo == hi else f"{lo}-{hi}")
+    groups[name] = (counts >= lo) & (counts <= (hi if hi is not None else counts.max(initial=0)))
+  return groups
+
+
+def metrics_by_group(ranks: np.ndarray, groups: dict[str, np.ndarray], ks=DEFAULT_KS) -> dict:
+  """Metrics of each group of users (rows of `ranks`), with the group's size."""
+  return {name: {"users": int(mask.sum()), **(metrics_from_ranks(ranks[mask], ks) if mask.any() else {})}
+          for name, mask in groups.items()}
 
 
 def popularity(train: tuple[np.ndarray, ...], histories: tuple[np.ndarray, ...],
@@ -141,10 +169,14 @@ def popularity(train: tuple[np.ndarray, ...], histories: tuple[np.ndarray, ...],
                ks=DEFAULT_KS) -> dict[str, float]:
   """The popularity baseline under the same protocol: items ranked by training
   count (ties by index), history excluded. A floor every model must clear."""
+  return metrics_from_ranks(popularity_ranks(train, histories, targets, num_items, mesh=mesh), ks)
+
+
+def popularity_ranks(train: tuple[np.ndarray, ...], histories: tuple[np.ndarray, ...],
+                     targets: np.ndarray, num_items: int, *, mesh: Mesh) -> np.ndarray:
   counts = np.bincount(np.concatenate(train), minlength=num_items).astype(np.float32)
-  ranks = rank_targets(np.ones((len(targets), 1), np.float32), counts[:, None], targets,
-                       batching.pad_items(histories), mesh)
-  return metrics_from_ranks(ranks, ks)
+  return rank_targets(np.ones((len(targets), 1), np.float32), counts[:, None], targets,
+                      batching.pad_items(histories), mesh)
 
 
 def _round_up(x: int, multiple: int) -> int:

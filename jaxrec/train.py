@@ -26,12 +26,13 @@ from tqdm.auto import tqdm
 
 from jaxrec import config as config_lib
 from jaxrec import evaluate
+from jaxrec import objectives
 from jaxrec import sharding
 from jaxrec.checkpoints import RunCheckpoints
-from jaxrec.data import batching, prompts, registry, splits
+from jaxrec.data import batching, packing, prompts, registry, splits
 from jaxrec.errors import JaxrecError
 from jaxrec.llm import embed
-from jaxrec.model.losses import dense_all_action_infonce
+from jaxrec.model.item_input import pca_id_table
 from jaxrec.model.towers import LearnTowers, TowerConfig
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,9 @@ def tower_config(config: ml_collections.ConfigDict, num_items: int) -> TowerConf
       num_items=num_items, item_input=m.item_input, item_tower=m.item_tower,
       d_model=m.d_model, num_layers=m.num_layers, num_heads=m.num_heads, mlp_dim=m.mlp_dim,
       d_out=m.d_out, max_len=max(config.data.max_history, config.data.target_len),
-      dropout=m.dropout)
+      dropout=m.dropout, normalize=m.normalize, norm=m.norm, init_std=m.init_std, head=m.head, share_towers=m.share_towers, adapter=m.adapter,
+      adapter_experts=m.adapter_experts, adapter_dropout=m.adapter_dropout, fusion=m.fusion,
+      id_dropout=m.id_dropout)
 
 
 def prepare_content(table: np.ndarray, normalize: str) -> np.ndarray:
@@ -68,40 +71,34 @@ def prepare_content(table: np.ndarray, normalize: str) -> np.ndarray:
 
 
 def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """AdamW with linear warm-up and cosine decay; no decay on biases, norms, temperature."""
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, tc.learning_rate, warmup_steps=max(1, int(tc.warmup_frac * total_steps)),
-      decay_steps=max(total_steps, 2), end_value=0.0)
+  """AdamW with linear warm-up, then cosine decay or constant; no decay on biases, norms, temperature."""
+  warmup = max(1, int(tc.warmup_frac * total_steps))
+  if tc.schedule == "cosine":
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, tc.learning_rate, warmup_steps=warmup, decay_steps=max(total_steps, 2), end_value=0.0)
+  else:
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, tc.learning_rate, warmup), optax.constant_schedule(tc.learning_rate)],
+        [warmup])
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   adam = optax.adamw(schedule, weight_decay=tc.weight_decay, mask=decay_mask)
   return optax.chain(optax.clip_by_global_norm(tc.grad_clip), adam) if tc.grad_clip > 0 else adam
-
-
-def logit_scale(params, lc: ml_collections.ConfigDict) -> jnp.ndarray:
-  log_scale = params["log_scale"] if lc.learn_temperature else jax.lax.stop_gradient(params["log_scale"])
-  return jnp.minimum(jnp.exp(log_scale), lc.max_logit_scale)
 
 
 def init_params(model: LearnTowers, config: ml_collections.ConfigDict, content) -> dict:
   h = jnp.ones((2, config.data.max_history), jnp.int32)
   t = jnp.ones((2, config.data.target_len), jnp.int32)
   towers = model.init(jax.random.key(config.seed), h, t, content)["params"]
+  if config.model.id_init == "pca" and "item_id_embedding" in towers["item_input"]:
+    towers["item_input"]["item_id_embedding"]["embedding"] = jnp.asarray(
+        pca_id_table(np.asarray(content), config.model.d_model))
   return {"towers": towers, "log_scale": jnp.asarray(-math.log(config.loss.temperature), jnp.float32)}
 
 
-def loss_fn(params, batch, content, rng, *, model: LearnTowers, lc):
-  u, v = model.apply({"params": params["towers"]}, batch["history"], batch["target"], content,
-                     deterministic=False, rngs={"dropout": rng})
-  scale = logit_scale(params, lc)
-  loss, aux = dense_all_action_infonce(u, v, batch["history"], batch["target"], scale,
-                                       lc.mask_duplicates)
-  return loss, {**aux, "logit_scale": scale}
-
-
-def train_step(state: TrainState, batch, content, *, model: LearnTowers, tx, lc, seed: int):
-  """One optimiser step on the global batch; dropout keyed by (seed, step)."""
+def train_step(state: TrainState, batch, content, *, loss_fn, tx, seed: int):
+  """One optimiser step on the global batch; dropout and sampling keyed by (seed, step)."""
   rng = jax.random.fold_in(jax.random.key(seed), state.step)
-  grad_fn = jax.value_and_grad(functools.partial(loss_fn, model=model, lc=lc), has_aux=True)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   (loss, aux), grads = grad_fn(state.params, batch, content, rng)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -133,7 +130,7 @@ def _banner(title: str) -> None:
 # ----------------------------------------------------------------------------
 
 def load_data(config: ml_collections.ConfigDict):
-  """The dataset and its leave-one-out split."""
+  """The dataset, its leave-one-out split and the cold items (empty unless data.cold_items)."""
   d = config.data
   kwargs = {"num_users": d.demo_users, "num_items": d.demo_items, "seed": config.seed} \
       if d.kind == "synthetic_demo" else ({"name": d.name} if d.kind == "lcrec_json" and d.name else {})
@@ -141,12 +138,30 @@ def load_data(config: ml_collections.ConfigDict):
   split = splits.leave_one_out(dataset.sequences)
   if not split.train:
     raise JaxrecError(f"{dataset.name}: no user has enough interactions to train on")
-  return dataset, split
+  cold = np.zeros(0, np.int32)
+  if d.cold_items > 0:
+    split, cold = splits.hold_out_items(split, dataset.num_items, d.cold_items, d.cold_seed)
+  return dataset, split, cold
+
+
+def training_input(config: ml_collections.ConfigDict, split) -> tuple[int, Any]:
+  """(steps per epoch, step -> host batch) for the configured objective."""
+  d, bs, seed = config.data, config.train.batch_size, config.seed
+  if config.loss.objective == "dense_all_action":
+    per_epoch = batching.steps_per_epoch(len(split.train), bs)
+    return per_epoch, lambda step: batching.train_batch(
+        split.train, step, batch_size=bs, seed=seed, max_history=d.max_history,
+        target_len=d.target_len, mode=d.cut)
+  rows = packing.pack(split.train, d.max_history, config.loss.objective, d.pack)
+  log.info("next-item input: %d rows of %d positions, %.0f%% filled", rows.num_rows,
+           d.max_history, 100 * float(np.mean(rows.inputs > 0)))
+  return packing.steps_per_epoch(rows, bs), lambda step: packing.batch(rows, step, batch_size=bs, seed=seed)
 
 
 def content_table(config: ml_collections.ConfigDict, dataset, mesh) -> np.ndarray | None:
   """CEG: frozen-LLM embeddings of every item's text (cached), or None for the ID model."""
-  if config.model.item_input != "content" and config.model.item_tower != "content":
+  m = config.model
+  if m.item_input == "id" and m.item_tower != "content" and m.id_init != "pca":
     return None
   template = config.data.template or prompts.DEFAULT_TEMPLATES[config.data.kind]
   texts, n_fallback = prompts.render_all(dataset, template, config.data.max_text_chars)
@@ -159,6 +174,37 @@ def content_table(config: ml_collections.ConfigDict, dataset, mesh) -> np.ndarra
       token_budget=c.token_budget, dtype=c.dtype, cache_dir=c.cache_dir or None, mesh=mesh,
       label=dataset.name)
   return prepare_content(table, c.normalize)
+
+
+def eval_interval(config: ml_collections.ConfigDict, per_epoch: int) -> int:
+  t = config.train
+  return max(1, round(t.eval_every_epochs * per_epoch)) if t.eval_every_epochs > 0 else t.eval_every
+
+
+def evals_since_best(best: dict) -> int:
+  """Validations after the best one: early stopping's counter, derived so it survives a resume."""
+  return sum(1 for h in best["history"] if h["step"] > best["step"])
+
+
+def test_report(config, dataset, split, cold: np.ndarray, ranks: np.ndarray, mesh) -> dict:
+  """Test metrics, popularity, and breakdowns: by target training count, and cold targets."""
+  ks = tuple(config.eval.ks)
+  pop_ranks = evaluate.popularity_ranks(split.train, split.test.histories, split.test.targets,
+                                        dataset.num_items, mesh=mesh)
+  groups = evaluate.target_count_groups(split.train, split.test.targets, dataset.num_items)
+  report = {
+      "test": evaluate.metrics_from_ranks(ranks, ks),
+      "popularity_test": evaluate.metrics_from_ranks(pop_ranks, ks),
+      "test_by_target_train_count": evaluate.metrics_by_group(ranks, groups, ks),
+      "popularity_by_target_train_count": evaluate.metrics_by_group(pop_ranks, groups, ks),
+  }
+  if len(cold):
+    cold_users = {"cold_target": np.isin(split.test.targets, cold),
+                  "warm_target": ~np.isin(split.test.targets, cold)}
+    report["cold_items"] = len(cold)
+    report["test_cold_protocol"] = evaluate.metrics_by_group(ranks, cold_users, ks)
+    report["popularity_cold_protocol"] = evaluate.metrics_by_group(pop_ranks, cold_users, ks)
+  return report
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -177,15 +223,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   sharding.check_divisible(config.train.batch_size, mesh, "config.train.batch_size")
 
   _banner("data")
-  dataset, split = load_data(config)
-  log.info("%s: %s; %d training users, %d evaluated, %d dropped (< 3 items)",
-               dataset.name, dataset.stats(), len(split.train), len(split.valid.targets),
-               split.num_dropped_users)
-  per_epoch = batching.steps_per_epoch(len(split.train), config.train.batch_size)
+  dataset, split, cold = load_data(config)
+  log.info("%s: %s; %d training sequences, %d evaluated, %d dropped (< 3 items), %d cold items",
+           dataset.name, dataset.stats(), len(split.train), len(split.valid.targets),
+           split.num_dropped_users, len(cold))
+  per_epoch, batch_at = training_input(config, split)
   if per_epoch == 0:
     raise JaxrecError(f"config.train.batch_size={config.train.batch_size} is larger than the "
                       f"{len(split.train)} training users")
   total_steps = per_epoch * config.train.num_epochs
+  eval_every = eval_interval(config, per_epoch)
 
   _banner("CEG")
   table = content_table(config, dataset, mesh)
@@ -209,23 +256,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       log.info("resumed from step %d (best so far: step %d)", int(state.step), best["step"])
   _atomic_write_json(workdir / "config.json", config_json)
 
+  log_q = objectives.item_log_q(split.train, dataset.num_items)
   step_fn = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, lc=config.loss, seed=config.seed),
+      functools.partial(train_step, loss_fn=objectives.make_loss_fn(config, model, log_q), tx=tx,
+                        seed=config.seed),
       in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh), sharding.replicated(mesh)),
       out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
       donate_argnums=0)
+  def ranks_of(params, histories, targets):
+    return evaluate.rank(model, params, content, histories, targets, max_history=config.data.max_history,
+                         mesh=mesh, user_chunk=config.eval.user_chunk)
   def eval_fn(params, histories, targets):
-    return evaluate.evaluate(model, params, content, histories, targets,
-                             max_history=config.data.max_history, mesh=mesh,
-                             ks=tuple(config.eval.ks), user_chunk=config.eval.user_chunk)
+    return evaluate.metrics_from_ranks(ranks_of(params, histories, targets), tuple(config.eval.ks))
   log_path = workdir / "metrics.jsonl"
   first = int(state.step)
+  patience = config.train.patience
+  stopped_early = bool(patience) and best["valid"] is not None and evals_since_best(best) >= patience
   with open(log_path, "a") as metrics_file, tqdm(total=total_steps, initial=first, desc="train", unit="step") as bar:
-    for step in range(first, total_steps):
-      batch = batching.train_batch(
-          split.train, step, batch_size=config.train.batch_size, seed=config.seed,
-          max_history=config.data.max_history, target_len=config.data.target_len, mode=config.data.cut)
-      state, metrics = step_fn(state, sharding.put_batch(batch, mesh), content)
+    for step in range(first, total_steps if not stopped_early else first):
+      state, metrics = step_fn(state, sharding.put_batch(batch_at(step), mesh), content)
       done = step + 1
       if done % config.train.log_every == 0 or done == total_steps:
         m = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -235,18 +284,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         metrics_file.write(json.dumps({"step": done, "epoch": done / per_epoch, **m}) + "\n")
         metrics_file.flush()
         bar.set_postfix(loss=f"{m['loss']:.4f}", tau=f"{1 / m['logit_scale']:.3f}")
-      if done % config.train.eval_every == 0 or done == total_steps:
+      if done % eval_every == 0 or done == total_steps:
         valid = eval_fn(state.params["towers"], split.valid.histories, split.valid.targets)
         best["history"].append({"step": done, **valid})
-        metrics_file.write(json.dumps({"step": done, "valid": valid}) + "\n")
+        metrics_file.write(json.dumps({"step": done, "epoch": done / per_epoch, "valid": valid}) + "\n")
         metrics_file.flush()
         if best["valid"] is None or valid[config.eval.select] > best["valid"][config.eval.select]:
           # A host copy: the device buffers of `state` are donated to the next step.
           best.update(params=jax.device_get(state.params), step=done, valid=valid)
-        tqdm.write(f"step {done}: valid {config.eval.select}={valid[config.eval.select]:.4f} "
-                   f"(best {best['valid'][config.eval.select]:.4f} at step {best['step']})")
+        tqdm.write(f"step {done} (epoch {done / per_epoch:.1f}): valid {config.eval.select}="
+                   f"{valid[config.eval.select]:.4f} (best {best['valid'][config.eval.select]:.4f} "
+                   f"at step {best['step']})")
+        stopped_early = bool(patience) and evals_since_best(best) >= patience
         if ckpt is not None:
           ckpt.save(done, _ckpt_tree(state, best), _record(config_json, best))
+        if stopped_early:
+          tqdm.write(f"early stop: no better {config.eval.select} in {patience} validations")
+          break
       bar.update(1)
       if stop_after_steps is not None and done - first >= stop_after_steps and done < total_steps:
         if ckpt is None:
@@ -260,15 +314,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     ckpt.close()
 
   _banner("test")
-  test = eval_fn(best["params"]["towers"], split.test.histories, split.test.targets)
-  popularity = evaluate.popularity(split.train, split.test.histories, split.test.targets,
-                                   dataset.num_items, mesh=mesh, ks=tuple(config.eval.ks))
+  ranks = ranks_of(best["params"]["towers"], split.test.histories, split.test.targets)
   results = {
-      "valid": best["valid"], "test": test, "popularity_test": popularity,
-      "config": config_json, "best_step": best["step"],
-      "total_steps": total_steps, "dataset": dataset.stats(),
+      "valid": best["valid"], **test_report(config, dataset, split, cold, ranks, mesh),
+      "config": config_json, "best_step": best["step"], "best_epoch": best["step"] / per_epoch,
+      "total_steps": total_steps, "steps_per_epoch": per_epoch,
+      "last_step": best["history"][-1]["step"] if best["history"] else 0,
+      "stopped_early": stopped_early, "dataset": dataset.stats(),
       "valid_history": best["history"], "wall_seconds": round(time.time() - start_time, 1),
   }
   _atomic_write_json(workdir / "results.json", results)
-  log.info("test at step %d: %s", best["step"], test)
+  log.info("test at step %d: %s", best["step"], results["test"])
   return results

@@ -48,3 +48,22 @@ def leave_one_out(sequences: tuple[np.ndarray, ...]) -> LeaveOneOut:
       test=EvalSplit(users, tuple(test_h), np.asarray(test_t, np.int32)),
       num_dropped_users=len(sequences) - len(users),
   )
+
+
+def hold_out_items(split: LeaveOneOut, num_items: int, fraction: float,
+                   seed: int) -> tuple[LeaveOneOut, np.ndarray]:
+  """Cold-item protocol: a seeded `fraction` of items never appears in training.
+
+  Their interactions are removed from the training sequences (sequences left
+  with < 2 items are dropped); validation and test are unchanged, so users
+  whose held-out target is a cold item measure retrieval of unseen items.
+  Returns the new split and the sorted cold item indices.
+  """
+  rng = np.random.default_rng([seed, 7])
+  cold = np.sort(rng.choice(num_items, size=int(round(fraction * num_items)), replace=False))
+  is_cold = np.zeros(num_items, bool)
+  is_cold[cold] = True
+  train = tuple(t for t in (s[~is_cold[s]] for s in split.train) if len(t) >= 2)
+  if not train:
+    raise JaxrecError(f"cold-item protocol: holding out {fraction:.0%} of items leaves no training sequence")
+  return dataclasses.replace(split, train=train), cold.astype(np.int32)

@@ -1,4 +1,6 @@
-"""Dense all-action InfoNCE with in-batch negatives (LEARN eq. 1, PinnerFormer).
+"""Contrastive losses: LEARN's dense all-action InfoNCE and next-item softmaxes.
+
+Dense all-action InfoNCE with in-batch negatives (LEARN eq. 1, PinnerFormer).
 
 For user b, history position i and target position j of the same user, the
 positive logit is <u_bi, v_bj> * scale; the negatives are every valid target
@@ -47,3 +49,77 @@ def dense_all_action_infonce(
   pairs = jnp.sum(pair_ok)
   loss = jnp.sum(jnp.where(pair_ok, per_pair, 0.0)) / jnp.maximum(pairs, 1)
   return loss, {"pairs": pairs}
+
+
+# ----------------------------------------------------------------------------
+# Next-item objectives: one positive per supervised position, a choice of negatives.
+# ----------------------------------------------------------------------------
+#
+# u [P, d] are user vectors at the supervised positions (flattened over the
+# batch), `pos` [P] the next item's token (item index + 1), `mask` [P] which
+# positions count. Every mode masks negatives that are the positive's item.
+
+
+def _masked_mean(x: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+  return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def candidates_softmax(
+    u: jnp.ndarray, v_pos: jnp.ndarray, pos: jnp.ndarray, mask: jnp.ndarray,
+    logit_scale: jnp.ndarray | float, cand: jnp.ndarray, cand_tokens: jnp.ndarray,
+    cand_ok: jnp.ndarray, pos_log_q: jnp.ndarray | float = 0.0,
+    cand_log_q: jnp.ndarray | float = 0.0,
+) -> jnp.ndarray:
+  """Mean cross-entropy of the positive against a candidate set of negatives.
+
+  loss_p = -log( e^{s_p} / (e^{s_p} + sum_{c: ok, token_c != pos_p} e^{s_pc}) ),
+  with s = scale * <u, v> - log_q (logQ correction: a candidate drawn with
+  expected count Q carries log Q less evidence; 0 = no correction).
+
+  Args:
+    u: [P, d] user vectors; v_pos: [P, d] the positives' item vectors.
+    pos: [P] positive tokens; mask: [P] valid positions.
+    cand: [C, d] candidate vectors; cand_tokens: [C]; cand_ok: [C] usable.
+    pos_log_q: [P] or scalar; cand_log_q: [C] or scalar.
+  """
+  s_pos = logit_scale * jnp.sum(u * v_pos, -1) - pos_log_q                 # [P]
+  s = logit_scale * (u @ cand.T) - cand_log_q                              # [P, C]
+  keep = cand_ok[None, :] & (cand_tokens[None, :] != pos[:, None])
+  s = jnp.where(keep, s, -jnp.inf)
+  lse = jnp.logaddexp(s_pos, jax.nn.logsumexp(s, axis=-1))
+  return _masked_mean(lse - s_pos, mask)
+
+
+def full_softmax(
+    u: jnp.ndarray, items: jnp.ndarray, pos: jnp.ndarray, mask: jnp.ndarray,
+    logit_scale: jnp.ndarray | float, chunk: int = 8192,
+) -> jnp.ndarray:
+  """Exact softmax cross-entropy over the whole catalogue (SASRec / RecBole CE).
+
+  `items` [N, d] holds item i at row i (token i + 1). Catalogues larger than
+  `chunk` are scanned in chunks with an online log-sum-exp under remat, so
+  memory is O(P * chunk), not O(P * N), in the forward and backward pass.
+  """
+  n = items.shape[0]
+  idx = jnp.maximum(pos - 1, 0)
+  s_pos = logit_scale * jnp.sum(u * jnp.take(items, idx, axis=0), -1)
+  if n <= chunk:
+    lse = jax.nn.logsumexp(logit_scale * (u @ items.T), axis=-1)
+  else:
+    num = -(-n // chunk)
+    padded = jnp.pad(items, ((0, num * chunk - n), (0, 0))).reshape(num, chunk, -1)
+    valid = (jnp.arange(num * chunk) < n).reshape(num, chunk)
+
+    @jax.checkpoint
+    def body(carry, xs):
+      m, acc = carry
+      block, ok = xs
+      s = jnp.where(ok[None, :], logit_scale * (u @ block.T), -jnp.inf)
+      m_new = jnp.maximum(m, jax.lax.stop_gradient(jnp.max(s, axis=-1)))
+      acc = acc * jnp.exp(m - m_new) + jnp.sum(jnp.exp(s - m_new[:, None]), axis=-1)
+      return (m_new, acc), None
+
+    init = (jnp.full(u.shape[:1], -jnp.inf, u.dtype), jnp.zeros(u.shape[:1], u.dtype))
+    (m, acc), _ = jax.lax.scan(body, init, (padded, valid))
+    lse = m + jnp.log(acc)
+  return _masked_mean(lse - s_pos, mask)

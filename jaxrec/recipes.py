@@ -1,0 +1,68 @@
+"""Named model recipes the dataset configs share (`configs/<dataset>.py:<variant>`).
+
+  learn (default)  the best validated LEARN recipe: frozen content + learned ID
+                   (sum fusion), next-item at every position, full-catalogue
+                   softmax, tied item side, cosine logits.
+  content          the same, content only (no ID table): cold items are first-class.
+  fusion           alias of the default, named for tables.
+  paper            LEARN as published: content only, dense all-action InfoNCE
+                   over in-batch negatives, Variant 1 (shared causal tower).
+  paper_v2/v3      the paper's item-tower Variants 2 and 3 with the paper's loss.
+  sasrec           the SASRec-equivalent: ID input, next-item, full softmax,
+                   tied embeddings, raw dot products, RecBole's sizes.
+  id               the ID baseline in the default recipe's towers.
+  baseline_v1      the paper's Baseline-v1 (no training).
+"""
+
+from jaxrec.config import base_config
+
+
+def _next_item(c):
+  c.loss.objective = "next_item"
+  c.loss.negatives = "full"
+  c.model.item_tower = "input"
+  c.train.schedule = "constant"
+  c.train.num_epochs = 200
+  c.train.eval_every_epochs = 2.0
+  c.train.patience = 10
+  return c
+
+
+def get(variant: str = ""):
+  c = base_config()
+  variant = variant or "learn"
+  if variant in ("learn", "fusion", "content", "id"):
+    _next_item(c)
+    c.model.item_input = {"learn": "fusion", "fusion": "fusion", "content": "content", "id": "id"}[variant]
+    c.model.dropout = 0.5
+    c.loss.temperature = 0.05
+    c.loss.learn_temperature = False
+    c.train.batch_size = 64
+  elif variant == "sasrec":
+    _next_item(c)
+    c.model.item_input = "id"
+    c.model.normalize = False        # raw dot products, as RecBole's SASRec
+    c.loss.temperature = 1.0
+    c.loss.learn_temperature = False
+    c.model.d_model = c.model.d_out = 64
+    c.model.num_layers = c.model.num_heads = 2
+    c.model.mlp_dim = 256
+    c.model.dropout = 0.5
+    c.model.norm = "post"            # RecBole's SASRec: post-LN, N(0, 0.02) init, no output head
+    c.model.init_std = 0.02
+    c.model.head = False
+    c.train.learning_rate = 1e-3
+    c.train.batch_size = 16          # packed rows of 50 positions: ~800 targets per step
+    c.train.weight_decay = 0.0
+    c.train.grad_clip = 0.0
+  elif variant in ("paper", "paper_v2", "paper_v3"):
+    c.model.item_tower = {"paper": "causal", "paper_v2": "diagonal", "paper_v3": "content"}[variant]
+    c.train.batch_size = 128
+    c.train.num_epochs = 30
+    c.train.eval_every_epochs = 5.0
+  elif variant == "baseline_v1":
+    c.method = "baseline_v1"
+  else:
+    raise ValueError(f"unknown recipe {variant!r}; known: learn, content, fusion, id, sasrec, "
+                     "paper, paper_v2, paper_v3, baseline_v1")
+  return c
