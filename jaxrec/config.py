@@ -40,6 +40,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.ceg.token_budget = 8192           # Tokens per CEG batch (rows = budget // bucket length).
   c.ceg.dtype = "float32"             # LLM activation/parameter dtype: float32 | bfloat16.
   c.ceg.cache_dir = ""                # Embedding cache ("" = $JAXREC_CACHE or ~/.cache/jaxrec).
+  c.ceg.history_max_tokens = 256      # baseline_v1: token cap of a user's concatenated history text.
+  c.ceg.history_item_chars = 120      # baseline_v1: each history item's text is cut to this many characters.
   c.ceg.normalize = "l2"              # Content table preprocessing: l2 | standardize | none.
 
   c.model = ml_collections.ConfigDict()

@@ -25,9 +25,10 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   absl_logging.set_verbosity(absl_logging.WARNING)   # libraries (orbax) stay quiet
   logging.getLogger("jaxrec").setLevel(logging.INFO)  # our stage banners and summaries
-  from jaxrec import train  # after flag parsing: keeps --help fast
+  from jaxrec import baseline_v1, train  # after flag parsing: keeps --help fast
+  run_method = baseline_v1.run if _CONFIG.value.method == "baseline_v1" else train.train_and_evaluate
   try:
-    results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    results = run_method(_CONFIG.value, _WORKDIR.value)
   except JaxrecError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -18,9 +18,16 @@ from jaxrec.config import base_config
 
 
 def _next_item(c):
+  """Next-item at every position, full softmax, tied item side, SASRec's backbone."""
   c.loss.objective = "next_item"
   c.loss.negatives = "full"
   c.model.item_tower = "input"
+  c.model.norm = "post"              # post-LN, N(0, 0.02) init, no output head: RecBole's SASRec
+  c.model.init_std = 0.02
+  c.model.head = False
+  c.model.dropout = 0.5
+  c.train.learning_rate = 1e-3
+  c.train.batch_size = 16            # packed rows of max_history positions: ~800 targets per step
   c.train.schedule = "constant"
   c.train.num_epochs = 200
   c.train.eval_every_epochs = 2.0
@@ -34,10 +41,8 @@ def get(variant: str = ""):
   if variant in ("learn", "fusion", "content", "id"):
     _next_item(c)
     c.model.item_input = {"learn": "fusion", "fusion": "fusion", "content": "content", "id": "id"}[variant]
-    c.model.dropout = 0.5
     c.loss.temperature = 0.05
     c.loss.learn_temperature = False
-    c.train.batch_size = 64
   elif variant == "sasrec":
     _next_item(c)
     c.model.item_input = "id"
@@ -47,12 +52,6 @@ def get(variant: str = ""):
     c.model.d_model = c.model.d_out = 64
     c.model.num_layers = c.model.num_heads = 2
     c.model.mlp_dim = 256
-    c.model.dropout = 0.5
-    c.model.norm = "post"            # RecBole's SASRec: post-LN, N(0, 0.02) init, no output head
-    c.model.init_std = 0.02
-    c.model.head = False
-    c.train.learning_rate = 1e-3
-    c.train.batch_size = 16          # packed rows of 50 positions: ~800 targets per step
     c.train.weight_decay = 0.0
     c.train.grad_clip = 0.0
   elif variant in ("paper", "paper_v2", "paper_v3"):

@@ -61,3 +61,76 @@ def test_dropout_is_active_in_training_only():
   d = model.apply({"params": params}, tok, tok, content)
   assert not np.allclose(a[0], b[0])
   np.testing.assert_array_equal(c[0], d[0])
+
+
+def make_cfg(**kw):
+  base = dict(num_items=30, d_model=16, num_heads=2, mlp_dim=32, d_out=16, max_len=6, dropout=0.1)
+  model = LearnTowers(TowerConfig(**{**base, **kw}))
+  content = np.concatenate([np.zeros((1, 12)), np.random.default_rng(0).normal(size=(30, 12))]).astype(np.float32)
+  tok = np.array([[1, 2, 3, 0, 0, 0], [4, 5, 6, 7, 8, 9]], np.int32)
+  params = model.init(jax.random.key(0), tok, tok, content)["params"]
+  return model, params, content, tok
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_packed_row_equals_separate_rows(norm):
+  """Two users packed in one row (segments, restarted positions) = each user alone."""
+  model, params, content, _ = make_cfg(item_input="id", norm=norm, init_std=0.02)
+  a, b = [3, 4, 5], [7, 8]
+  packed = np.array([a + b + [0]], np.int32)
+  seg = np.array([[1, 1, 1, 2, 2, 0]], np.int32)
+  pos = np.array([[0, 1, 2, 0, 1, 0]], np.int32)
+  out = model.apply({"params": params}, packed, content, True, seg, pos, method=LearnTowers.user)
+  alone = model.apply({"params": params}, np.array([a + [0] * 3, b + [0] * 4], np.int32), content,
+                      method=LearnTowers.user)
+  np.testing.assert_allclose(out[0, :3], alone[0, :3], atol=1e-5)
+  np.testing.assert_allclose(out[0, 3:5], alone[1, :2], atol=1e-5)
+
+
+@pytest.mark.parametrize("item_input", ["content", "id", "fusion"])
+def test_tied_item_side_is_the_input_vector(item_input):
+  model, params, content, tok = make_cfg(item_input=item_input, item_tower="input")
+  v = model.apply({"params": params}, tok[1], content, method=LearnTowers.items)
+  x = model.apply({"params": params}, tok[1], content, method=lambda m, t, c: m.item_input(t, c))
+  np.testing.assert_allclose(v, x / np.linalg.norm(x, axis=-1, keepdims=True), atol=1e-6)
+
+
+@pytest.mark.parametrize("adapter", ["linear", "whiten", "moe"])
+@pytest.mark.parametrize("fusion", ["sum", "concat", "gate"])
+def test_fusion_keeps_items_scorable_by_content(adapter, fusion):
+  """With content in the input, an item's vector moves with its text, so an item
+  no interaction has trained (cold) is still placed by its content."""
+  model, params, content, tok = make_cfg(item_input="fusion", item_tower="input", adapter=adapter,
+                                         fusion=fusion, adapter_experts=3)
+  items = np.arange(1, 31, dtype=np.int32)
+  v = model.apply({"params": params}, items, content, method=LearnTowers.items)
+  assert np.all(np.isfinite(v)) and v.shape == (30, 16)
+  changed = content.copy()
+  changed[5] = changed[9]
+  v2 = model.apply({"params": params}, items, changed, method=LearnTowers.items)
+  assert not np.allclose(v[4], v2[4])
+  np.testing.assert_allclose(np.delete(v, 4, 0), np.delete(v2, 4, 0), atol=1e-6)
+
+
+def test_id_dropout_drops_whole_id_vectors_in_training_only():
+  model, params, content, tok = make_cfg(item_input="fusion", item_tower="input", id_dropout=0.5,
+                                         dropout=0.0)
+  f = lambda det, key: model.apply({"params": params}, np.arange(1, 31), content, det,
+                                   method=lambda m, t, c, d: m.item_input(t, c, d), rngs={"dropout": key})
+  content_only = model.apply({"params": params}, np.arange(1, 31), content,
+                             method=lambda m, t, c: m.item_input.content_vector(t, c))
+  train_out = np.asarray(f(False, jax.random.key(0)))
+  dropped = np.all(np.isclose(train_out, content_only, atol=1e-6), axis=1)
+  assert 3 < dropped.sum() < 27                     # about half the items lost their whole ID vector
+  np.testing.assert_allclose(f(True, jax.random.key(0)), f(True, jax.random.key(1)))
+
+
+def test_pca_id_table():
+  from jaxrec.model.item_input import pca_id_table
+  content = np.concatenate([np.zeros((1, 12)), np.random.default_rng(0).normal(size=(30, 12))])
+  table = pca_id_table(content, 8)
+  assert table.shape == (31, 8) and np.all(table[0] == 0)
+  assert table[1:].std() == pytest.approx(0.02, rel=1e-3)
+  # The first component carries the most variance, as PCA's should.
+  var = table[1:].var(0)
+  assert var[0] == var.max()
