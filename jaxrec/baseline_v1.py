@@ -33,10 +33,10 @@ def history_text(item_texts: list[str], history: np.ndarray, item_chars: int, ma
   parts, used = [], 0
   for i in history[::-1]:
     t = prompts.cap_text(item_texts[i], item_chars)
-    if parts and used + len(t) + 3 > max_chars:
+    if parts and used + 3 + len(t) > max_chars:
       break
+    used += len(t) + (3 if parts else 0)        # the joined text's length
     parts.append(t)
-    used += len(t) + 3
   return " ; ".join(reversed(parts))
 
 

@@ -12,7 +12,10 @@
   sampled           `num_sampled` uniform items per step, shared by the batch.
   mixed             in-batch and sampled together (Yang et al., 2020), each
                     corrected by its own expected count.
-Negatives that are the positive's item are masked in every mode. The
+Negatives that are the positive's item are masked in every mode, and
+negatives are drawn only from `negative_items` (all items, or in the
+cold-item protocol the items known at training time: a held-out item must
+not be pushed down before it exists). The
 candidate side (item vectors scored against users) is computed without
 dropout, as SASRec scores against its clean embedding table.
 """
@@ -54,7 +57,8 @@ def dense_loss(params, batch, content, rng, *, model: LearnTowers, lc):
   return loss, {**aux, "logit_scale": scale}
 
 
-def next_item_loss(params, batch, content, rng, *, model: LearnTowers, lc, log_q):
+def next_item_loss(params, batch, content, rng, *, model: LearnTowers, lc, log_q,
+                   negative_items: np.ndarray | None = None):
   """Loss over the supervised positions of packed next-item rows."""
   towers = params["towers"]
   drop_rng, neg_rng = jax.random.split(rng)
@@ -66,8 +70,11 @@ def next_item_loss(params, batch, content, rng, *, model: LearnTowers, lc, log_q
   items = functools.partial(model.apply, {"params": towers}, content=content, method=LearnTowers.items)
   num_items = model.config.num_items
   scale = logit_scale(params, lc)
+  allowed = None
+  if negative_items is not None:
+    allowed = jnp.zeros((num_items,), bool).at[jnp.asarray(negative_items)].set(True)
   if lc.negatives == "full":
-    loss = full_softmax(u, items(jnp.arange(1, num_items + 1)), pos, mask, scale, lc.full_chunk)
+    loss = full_softmax(u, items(jnp.arange(1, num_items + 1)), pos, mask, scale, lc.full_chunk, allowed)
   else:
     v_pos = items(pos)
     cand, tokens, ok, cand_lq, pos_lq = [], [], [], [], 0.0
@@ -77,19 +84,29 @@ def next_item_loss(params, batch, content, rng, *, model: LearnTowers, lc, log_q
             if lc.logq else jnp.zeros(pos.shape))
       cand, tokens, ok, cand_lq, pos_lq = [v_pos], [pos], [mask], [lq], lq
     if lc.negatives in ("sampled", "mixed"):
-      sampled = jax.random.randint(neg_rng, (lc.num_sampled,), 1, num_items + 1)
+      if negative_items is None:
+        sampled = jax.random.randint(neg_rng, (lc.num_sampled,), 1, num_items + 1)
+      else:
+        pool = jnp.asarray(negative_items) + 1
+        sampled = pool[jax.random.randint(neg_rng, (lc.num_sampled,), 0, len(negative_items))]
       cand.append(items(sampled))
       tokens.append(sampled)
       ok.append(jnp.ones(sampled.shape, bool))
-      corr = math.log(lc.num_sampled / num_items) if lc.negatives == "mixed" and lc.logq else 0.0
+      pool_size = num_items if negative_items is None else len(negative_items)
+      corr = math.log(lc.num_sampled / pool_size) if lc.negatives == "mixed" and lc.logq else 0.0
       cand_lq.append(jnp.full(sampled.shape, corr))
     loss = candidates_softmax(u, v_pos, pos, mask, scale, jnp.concatenate(cand), jnp.concatenate(tokens),
                               jnp.concatenate(ok), pos_lq, jnp.concatenate(cand_lq))
   return loss, {"pairs": jnp.sum(mask), "logit_scale": scale}
 
 
-def make_loss_fn(config: ml_collections.ConfigDict, model: LearnTowers, log_q: np.ndarray | None):
-  """(params, batch, content, rng) -> (loss, aux) for the configured objective."""
+def make_loss_fn(config: ml_collections.ConfigDict, model: LearnTowers, log_q: np.ndarray | None,
+                 negative_items: np.ndarray | None = None):
+  """(params, batch, content, rng) -> (loss, aux) for the configured objective.
+
+  `negative_items`: item indices negatives may be (None = the whole catalogue).
+  """
   if config.loss.objective == "dense_all_action":
     return functools.partial(dense_loss, model=model, lc=config.loss)
-  return functools.partial(next_item_loss, model=model, lc=config.loss, log_q=log_q)
+  return functools.partial(next_item_loss, model=model, lc=config.loss, log_q=log_q,
+                           negative_items=negative_items)

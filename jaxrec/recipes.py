@@ -31,7 +31,7 @@ def _next_item(c):
   c.train.schedule = "constant"
   c.train.num_epochs = 200
   c.train.eval_every_epochs = 2.0
-  c.train.patience = 10
+  c.train.patience = 5               # validations (10 epochs) without a new best
   return c
 
 

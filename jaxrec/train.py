@@ -257,9 +257,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   _atomic_write_json(workdir / "config.json", config_json)
 
   log_q = objectives.item_log_q(split.train, dataset.num_items)
+  # Cold-item protocol: held-out items do not exist at training time, so they are no negatives.
+  negative_items = np.setdiff1d(np.arange(dataset.num_items), cold) if len(cold) else None
   step_fn = jax.jit(
-      functools.partial(train_step, loss_fn=objectives.make_loss_fn(config, model, log_q), tx=tx,
-                        seed=config.seed),
+      functools.partial(train_step, loss_fn=objectives.make_loss_fn(config, model, log_q, negative_items),
+                        tx=tx, seed=config.seed),
       in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh), sharding.replicated(mesh)),
       out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
       donate_argnums=0)

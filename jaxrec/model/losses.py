@@ -92,23 +92,29 @@ def candidates_softmax(
 
 def full_softmax(
     u: jnp.ndarray, items: jnp.ndarray, pos: jnp.ndarray, mask: jnp.ndarray,
-    logit_scale: jnp.ndarray | float, chunk: int = 8192,
+    logit_scale: jnp.ndarray | float, chunk: int = 8192, item_ok: jnp.ndarray | None = None,
 ) -> jnp.ndarray:
   """Exact softmax cross-entropy over the whole catalogue (SASRec / RecBole CE).
 
-  `items` [N, d] holds item i at row i (token i + 1). Catalogues larger than
+  `items` [N, d] holds item i at row i (token i + 1); `item_ok` [N] (optional)
+  restricts the catalogue, e.g. to the items known at training time in the
+  cold-item protocol (the positive always counts). Catalogues larger than
   `chunk` are scanned in chunks with an online log-sum-exp under remat, so
   memory is O(P * chunk), not O(P * N), in the forward and backward pass.
   """
   n = items.shape[0]
   idx = jnp.maximum(pos - 1, 0)
   s_pos = logit_scale * jnp.sum(u * jnp.take(items, idx, axis=0), -1)
+  if item_ok is None:
+    item_ok = jnp.ones((n,), bool)
   if n <= chunk:
-    lse = jax.nn.logsumexp(logit_scale * (u @ items.T), axis=-1)
+    s = logit_scale * (u @ items.T)
+    lse = jax.nn.logsumexp(jnp.where(item_ok[None, :], s, -jnp.inf), axis=-1)
+    lse = jnp.logaddexp(lse, jnp.where(jnp.take(item_ok, idx), -jnp.inf, s_pos))
   else:
     num = -(-n // chunk)
     padded = jnp.pad(items, ((0, num * chunk - n), (0, 0))).reshape(num, chunk, -1)
-    valid = (jnp.arange(num * chunk) < n).reshape(num, chunk)
+    valid = jnp.pad(item_ok, (0, num * chunk - n)).reshape(num, chunk)
 
     @jax.checkpoint
     def body(carry, xs):
@@ -121,5 +127,5 @@ def full_softmax(
 
     init = (jnp.full(u.shape[:1], -jnp.inf, u.dtype), jnp.zeros(u.shape[:1], u.dtype))
     (m, acc), _ = jax.lax.scan(body, init, (padded, valid))
-    lse = m + jnp.log(acc)
+    lse = jnp.logaddexp(m + jnp.log(acc), jnp.where(jnp.take(item_ok, idx), -jnp.inf, s_pos))
   return _masked_mean(lse - s_pos, mask)
