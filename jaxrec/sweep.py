@@ -3,6 +3,9 @@ r"""Hyper-parameter sweeps selected on validation only: python -m jaxrec.sweep.
   python -m jaxrec.sweep --config=configs/office.py --workdir=sweeps/office \
       --grid="model.dropout=0.3,0.5;train.learning_rate=1e-3,3e-4" --seeds=0,1,2
 
+Fields that must change together are joined with `|`, and so are their values:
+`--grid="model.d_model|model.d_out=64|64,128|128"`.
+
 Each trial (a point of the grid, or `--random=N` points drawn with
 `--search_seed`) runs `train.train_and_evaluate` in its own workdir, so an
 interrupted sweep resumes: finished trials are read back, unfinished ones
@@ -66,7 +69,13 @@ def _coerce(old, text: str):
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]) -> ml_collections.ConfigDict:
   """A copy of `config` with string overrides cast to each field's type."""
   c = copy.deepcopy(config)
-  for path, text in overrides.items():
+  pairs = []
+  for paths, texts in overrides.items():
+    paths, texts = paths.split("|"), texts.split("|")
+    if len(paths) != len(texts):
+      raise JaxrecError(f"--grid value {'|'.join(texts)!r} does not give one value per field of {'|'.join(paths)}")
+    pairs += zip(paths, texts)
+  for path, text in pairs:
     *sections, key = path.split(".")
     node = c
     for s in sections:
@@ -89,7 +98,8 @@ def trial_points(grid: dict[str, list[str]], random: int, seed: int) -> list[dic
 
 
 def slug(overrides: dict[str, str]) -> str:
-  text = "_".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items()) or "base"
+  short = lambda k: "|".join(p.split(".")[-1] for p in k.split("|"))
+  text = "_".join(f"{short(k)}={v}" for k, v in overrides.items()) or "base"
   return re.sub(r"[^A-Za-z0-9_.=+-]", "-", text)[:120]
 
 

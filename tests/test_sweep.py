@@ -17,6 +17,10 @@ def test_parse_grid_and_overrides():
                                            "model.normalize": "false", "eval.ks": "(5, 10)"})
   assert c.model.dropout == 0.3 and c.train.batch_size == 8 and c.model.normalize is False
   assert c.eval.ks == (5, 10)
+  c = sweep.apply_overrides(base_config(), {"model.d_model|model.d_out": "128|96"})
+  assert (c.model.d_model, c.model.d_out) == (128, 96)
+  with pytest.raises(JaxrecError, match="one value per field"):
+    sweep.apply_overrides(base_config(), {"model.d_model|model.d_out": "128"})
   with pytest.raises(JaxrecError, match="does not exist"):
     sweep.apply_overrides(base_config(), {"model.dropuot": "0.1"})
   with pytest.raises(JaxrecError, match="does not fit"):

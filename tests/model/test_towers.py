@@ -134,3 +134,19 @@ def test_pca_id_table():
   # The first component carries the most variance, as PCA's should.
   var = table[1:].var(0)
   assert var[0] == var.max()
+
+
+def test_untied_item_tower_has_its_own_weights():
+  model, params, content, tok = make_cfg(item_input="content", item_tower="causal", share_towers=False)
+  assert "item_pch" in params and "pch" in params
+  shared_model, shared_params, _, _ = make_cfg(item_input="content", item_tower="causal")
+  assert "item_pch" not in shared_params
+  # The item tower reads the item_pch weights: changing the user tower's leaves items alone.
+  changed = jax.tree.map(lambda x: x, params)
+  changed["pch"] = jax.tree.map(lambda x: x + 1.0, params["pch"])
+  a = model.apply({"params": params}, tok[1], content, method=LearnTowers.items)
+  b = model.apply({"params": changed}, tok[1], content, method=LearnTowers.items)
+  np.testing.assert_allclose(a, b, atol=1e-6)
+  u1 = model.apply({"params": params}, tok, content, method=LearnTowers.user)
+  u2 = model.apply({"params": changed}, tok, content, method=LearnTowers.user)
+  assert not np.allclose(u1, u2)
