@@ -26,6 +26,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.max_history = 50             # Lh: user history length the towers see (most recent items).
   c.data.target_len = 10              # Lt: target items per training example.
   c.data.cut = "random"               # dense_all_action: where a sequence splits into history | targets: random | last.
+  c.data.window_stride = 0           # next_item: targets between consecutive windows of a long sequence
+                                      # (0 = max_history // 2; smaller = more context per target, more compute).
   c.data.pack = True                  # next_item/last: pack several users' windows into one row (throughput).
   c.data.cold_items = 0.0             # Cold-item protocol: this fraction of items (seeded) never appears in training.
   c.data.cold_seed = 0                # Seed of the cold-item draw (fixed across model seeds).

@@ -152,7 +152,7 @@ def training_input(config: ml_collections.ConfigDict, split) -> tuple[int, Any]:
     return per_epoch, lambda step: batching.train_batch(
         split.train, step, batch_size=bs, seed=seed, max_history=d.max_history,
         target_len=d.target_len, mode=d.cut)
-  rows = packing.pack(split.train, d.max_history, config.loss.objective, d.pack)
+  rows = packing.pack(split.train, d.max_history, config.loss.objective, d.pack, d.window_stride)
   log.info("next-item input: %d rows of %d positions, %.0f%% filled", rows.num_rows,
            d.max_history, 100 * float(np.mean(rows.inputs > 0)))
   return packing.steps_per_epoch(rows, bs), lambda step: packing.batch(rows, step, batch_size=bs, seed=seed)

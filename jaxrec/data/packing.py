@@ -2,10 +2,10 @@
 
 Every training interaction but a sequence's first is a next-item target once
 per epoch. A sequence longer than `max_history` + 1 is cut into windows of
-`max_history` inputs that overlap by half: each window supervises only the
-targets the previous window did not, so every target is seen exactly once and
-with at least max_history / 2 items of context (all of it in the first
-window). With `objective="last"` only each user's final target is supervised
+`max_history` inputs that overlap (by half unless `stride` says otherwise):
+each window supervises only the targets the previous window did not, so every
+target is seen exactly once and with at least max_history - stride items of
+context (all of it in the first window). With `objective="last"` only each user's final target is supervised
 (the official LEARN fine-tuning objective).
 
 Windows are packed into rows of `max_history` positions (best-fit
@@ -24,9 +24,13 @@ import numpy as np
 OBJECTIVES = ("next_item", "last")
 
 
-def windows(seq: np.ndarray, max_history: int, objective: str = "next_item"
+def windows(seq: np.ndarray, max_history: int, objective: str = "next_item", stride: int = 0
             ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-  """(inputs, targets, supervised) item-index windows of one sequence (len >= 2)."""
+  """(inputs, targets, supervised) item-index windows of one sequence (len >= 2).
+
+  Consecutive windows end `stride` targets apart (0 = max_history // 2), so a
+  supervised target has at least max_history - stride items of context.
+  """
   n = len(seq)
   if objective == "last":
     start = max(0, n - 1 - max_history)
@@ -34,7 +38,7 @@ def windows(seq: np.ndarray, max_history: int, objective: str = "next_item"
     sup[-1] = True
     return [(seq[start:n - 1], seq[start + 1:], sup)]
   out, prev_end, end = [], 0, min(max_history, n - 1)     # targets are seq[1..n-1]
-  stride = max(1, max_history // 2)
+  stride = min(max_history, stride) if stride > 0 else max(1, max_history // 2)
   while True:
     start = end - min(max_history, end)                  # inputs seq[start:end], targets seq[start+1:end+1]
     sup = np.arange(start + 1, end + 1) > prev_end
@@ -59,9 +63,10 @@ class PackedRows:
 
 
 def pack(train: tuple[np.ndarray, ...], max_history: int, objective: str = "next_item",
-         pack_rows: bool = True) -> PackedRows:
+         pack_rows: bool = True, stride: int = 0) -> PackedRows:
   """Windows of every sequence, packed best-fit decreasing into rows of max_history."""
-  wins = [w for s in train if len(s) >= 2 for w in windows(np.asarray(s), max_history, objective)]
+  wins = [w for s in train if len(s) >= 2
+          for w in windows(np.asarray(s), max_history, objective, stride)]
   lengths = np.array([len(w[0]) for w in wins])
   rows = []                                   # window ids per row
   by_room = [[] for _ in range(max_history + 1)]   # rows with exactly that much room left

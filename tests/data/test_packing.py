@@ -13,17 +13,18 @@ def targets_of(rows: packing.PackedRows) -> collections.Counter:
   return collections.Counter(rows.targets[rows.supervised].tolist())
 
 
-@pytest.mark.parametrize("max_history", [3, 4, 7, 50])
-def test_windows_supervise_each_target_once_with_context(max_history):
+@pytest.mark.parametrize("max_history,stride", [(3, 0), (4, 0), (7, 0), (50, 0), (8, 1), (8, 3), (8, 8)])
+def test_windows_supervise_each_target_once_with_context(max_history, stride):
   seq = np.arange(100, 117)                                 # 17 items: 16 targets
   seen = []
-  for inputs, targets, sup in packing.windows(seq, max_history):
+  step = stride or max_history // 2
+  for inputs, targets, sup in packing.windows(seq, max_history, stride=stride):
     assert len(inputs) == len(targets) <= max_history
     np.testing.assert_array_equal(targets, inputs + 1)      # next item of each input
     for k in np.flatnonzero(sup):
       seen.append(int(targets[k]))
       full_prefix = int(targets[k]) - 100
-      assert k + 1 >= min(max_history // 2, full_prefix)    # context: at least half a window
+      assert k + 1 >= min(max_history - step, full_prefix)  # context: a window less the stride
   assert sorted(seen) == list(range(101, 117))
 
 
