@@ -54,5 +54,5 @@ def test_bad_config_value(tmp_path):
   proc, workdir = run_main(tmp_path, "--config.model.item_input=words")
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == (
-      "error: config.model.item_input='words' is not one of ('content', 'id')")
+      "error: config.model.item_input='words' is not one of ('content', 'id', 'fusion')")
   assert not workdir.exists()

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import sharding, train
+from jaxrec import objectives, sharding, train
 from jaxrec.config import base_config
 from jaxrec.data import batching
 from jaxrec.errors import JaxrecError
@@ -40,7 +40,10 @@ def tiny_config(**sections):
 
 
 def test_results_file_and_learning(tmp_path):
-  results = train.train_and_evaluate(tiny_config(train={"num_epochs": 24, "eval_every": 120}), tmp_path)
+  # The library's recommended objective (next item, full softmax, tied item side).
+  config = tiny_config(train={"num_epochs": 24, "eval_every": 120},
+                       loss={"objective": "next_item", "negatives": "full"}, model={"item_tower": "input"})
+  results = train.train_and_evaluate(config, tmp_path)
   on_disk = json.loads((tmp_path / "results.json").read_text())
   assert on_disk["test"] == results["test"]
   for split in ("valid", "test"):
@@ -58,16 +61,16 @@ def test_results_file_and_learning(tmp_path):
 
 def test_eight_devices_match_one():
   config = tiny_config()
-  dataset, split = train.load_data(config)
+  dataset, split, _ = train.load_data(config)
   model = LearnTowers(train.tower_config(config, dataset.num_items))
+  loss_fn = objectives.make_loss_fn(config, model, None)
   tx = train.make_optimizer(config.train, 100)
   params = train.init_params(model, config, None)
   finals = []
   for n in (1, 8):
     mesh = sharding.make_mesh(n)
     state = sharding.put_replicated(train.TrainState(jnp.asarray(0), params, tx.init(params)), mesh)
-    step = jax.jit(lambda s, b, c: train.train_step(s, b, c, model=model, tx=tx, lc=config.loss,
-                                                    seed=0))
+    step = jax.jit(lambda s, b, c: train.train_step(s, b, c, loss_fn=loss_fn, tx=tx, seed=0))
     losses = []
     for i in range(4):
       batch = batching.train_batch(split.train, i, batch_size=16, seed=0, max_history=8,
