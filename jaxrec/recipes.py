@@ -1,8 +1,11 @@
 """Named model recipes the dataset configs share (`configs/<dataset>.py:<variant>`).
 
-  learn (default)  the best validated LEARN recipe: frozen content + learned ID
-                   (sum fusion), next-item at every position, full-catalogue
-                   softmax, tied item side, cosine logits.
+  learn (default)  the best validated LEARN recipe (Office validation sweeps,
+                   sweeps/office-learn*): frozen content through a whitening
+                   adapter (adapter dropout 0.2) + a learned ID initialised
+                   from the content's PCA (sum fusion), next-item at every
+                   position, full-catalogue softmax, tied item side, cosine
+                   logits at tau 0.05, SASRec's backbone with dropout 0.3.
   content          the same, content only (no ID table): cold items are first-class.
   fusion           alias of the default, named for tables.
   paper            LEARN as published: content only, dense all-action InfoNCE
@@ -41,6 +44,10 @@ def get(variant: str = ""):
   if variant in ("learn", "fusion", "content", "id"):
     _next_item(c)
     c.model.item_input = {"learn": "fusion", "fusion": "fusion", "content": "content", "id": "id"}[variant]
+    c.model.adapter = "whiten"
+    c.model.adapter_dropout = 0.2
+    c.model.id_init = "pca" if variant != "id" else "normal"   # the ID row must not see content
+    c.model.dropout = 0.3
     c.loss.temperature = 0.05
     c.loss.learn_temperature = False
   elif variant == "sasrec":
