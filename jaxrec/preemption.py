@@ -87,7 +87,7 @@ class StopOnSignal:
 
   def __exit__(self, *exc) -> None:
     for s, handler in self._previous.items():
-      signal.signal(s, handler)
+      signal.signal(s, signal.SIG_DFL if handler is None else handler)
     self._previous.clear()
 
 
