@@ -11,7 +11,9 @@ folder: size and sha256 of every file), written once Orbax has finished the
 (asynchronous) save. `verify` checks it before anything is restored, so a
 truncated, missing or altered file is one line naming it; a checkpoint
 without a manifest (a crash between Orbax's commit and the manifest) is
-restored unverified, and any failure there is one line too. A damaged
+restored unverified, and any failure there is one line too. Restored values
+must be finite (a checkpoint from before NaN checking could hold a diverged
+model selected as best). A damaged
 checkpoint is never replaced by a fresh run on its own: the user deletes it or
 passes --overwrite.
 """
@@ -27,6 +29,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from jaxrec import nonfinite
 from jaxrec.errors import JaxrecError
 
 log = logging.getLogger(__name__)
@@ -175,6 +178,9 @@ class RunCheckpoints:
     with self._damaged_as_error(step_dir / "state"):
       tree = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract)))["state"]
+    bad = nonfinite.first_non_finite(tree)
+    if bad is not None:
+      raise JaxrecError(f"checkpoint {step_dir} holds NaN/inf values (at {bad}); {_hint(self._dir)}")
     if not verified:
       log.warning("checkpoint %s has no manifest (the run stopped before writing it); "
                   "restored without checksum verification", step_dir)

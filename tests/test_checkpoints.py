@@ -114,3 +114,17 @@ def test_overwrite_replaces_a_damaged_checkpoint(workdir):
   results = train.train_and_evaluate(tiny_config(**CONFIG), workdir, overwrite=True)
   assert results["total_steps"] == 30 and (workdir / "results.json").exists()
   checkpoints.verify(workdir / "checkpoints", _config_json())
+
+
+def test_checkpoint_holding_nan_is_refused(workdir, monkeypatch):
+  """E.g. a workdir from before NaN checking, where a diverged model became best."""
+  real = checkpoints.ocp.CheckpointManager.restore
+  def nan_restore(self, step, args=None):
+    out = real(self, step, args=args)
+    if "state" in out:
+      tree = out["state"]
+      tree["best_params"]["log_scale"] = tree["best_params"]["log_scale"] * float("nan")
+    return out
+  monkeypatch.setattr(checkpoints.ocp.CheckpointManager, "restore", nan_restore)
+  with pytest.raises(JaxrecError, match=r"holds NaN/inf values \(at \['best_params'\]\['log_scale'\]\)"):
+    train.train_and_evaluate(tiny_config(**CONFIG), workdir)
