@@ -136,7 +136,8 @@ def check(workdir: str | os.PathLike, config: ml_collections.ConfigDict, config_
   check_folder(workdir, "workdir")
   if needs_content(config):
     from jaxrec.llm import embed  # noqa: PLC0415
-    embed.resolve_model_dir(config.ceg.model)
+    embed.check_max_tokens(embed.resolve_model_dir(config.ceg.model), config.ceg.max_tokens,
+                           config.ceg.model)
     check_folder(cache_folder(config), "embedding cache folder",
                  "set $JAXREC_CACHE or config.ceg.cache_dir to a writable folder")
   if workdir.is_dir() and not overwrite:

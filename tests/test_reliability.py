@@ -332,3 +332,17 @@ def test_sigterm_then_a_crash_then_resume_equals_uninterrupted(tmp_path, uninter
   for key in ("test", "valid", "best_step", "valid_history", "popularity_test"):
     assert got[key] == ref[key], key
   assert metrics_log(wd) == metrics_log(uninterrupted[0])
+
+
+def test_max_tokens_beyond_the_model_is_one_line_before_any_work(tmp_path):
+  proc = cli(tmp_path, tmp_path / "wd", "--config.ceg.max_tokens=600")
+  one_line_error(proc, "config.ceg.max_tokens=600 is more than minilm's max_position_embeddings=512")
+  assert not (tmp_path / "wd").exists()
+
+
+def test_damaged_config_json_in_workdir_is_one_line(tmp_path):
+  wd = tmp_path / "wd"
+  wd.mkdir()
+  (wd / "config.json").write_text("{")
+  one_line_error(cli(tmp_path, wd, *TINY), f"{wd / 'config.json'} is damaged", "--overwrite")
+  assert (wd / "config.json").read_text() == "{"

@@ -71,14 +71,14 @@ def cache_key(model_dir: pathlib.Path, texts: list[str], pooling: str, max_token
   return h.hexdigest()[:20]
 
 
-def check_max_tokens(model_dir: pathlib.Path, max_tokens: int) -> None:
+def check_max_tokens(model_dir: pathlib.Path, max_tokens: int, name: str = "") -> None:
   """max_tokens within the model's positions (beyond them, a gather would clamp silently)."""
   try:
     limit = json.loads((model_dir / "config.json").read_text()).get("max_position_embeddings")
   except (OSError, ValueError):
     return  # load_hf_model reports a missing or bad config.json
   if isinstance(limit, int) and max_tokens > limit:
-    raise JaxrecError(f"config.ceg.max_tokens={max_tokens} is more than {model_dir.name}'s "
+    raise JaxrecError(f"config.ceg.max_tokens={max_tokens} is more than {name or model_dir.name}'s "
                       f"max_position_embeddings={limit}")
 
 
@@ -236,7 +236,7 @@ def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
   if not texts:
     raise JaxrecError("no item texts to embed")
   model_dir = resolve_model_dir(model)
-  check_max_tokens(model_dir, max_tokens)
+  check_max_tokens(model_dir, max_tokens, model)
   cache = pathlib.Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
   key = cache_key(model_dir, texts, pooling, max_tokens, dtype)
   path = cache / f"{label}-{model_dir.name if model != 'minilm' else 'minilm'}-{key}.npy"
