@@ -138,7 +138,8 @@ class RunCheckpoints:
   def __init__(self, directory: str | pathlib.Path):
     self._dir = pathlib.Path(directory).absolute()
     self._manager = ocp.CheckpointManager(
-        self._dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+        self._dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                               cleanup_tmp_directories=True))
     self._pending: int | None = None   # saved step whose manifest is not written yet
     self._closed = False
 
