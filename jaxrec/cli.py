@@ -153,16 +153,18 @@ def _metric_order(metrics: dict[str, float]) -> list[str]:
 
 
 def summary(results: dict[str, Any], workdir: str) -> str:
-  """The end-of-run table: test metrics in K order, the best step, the popularity row."""
+  """The end-of-run table: test metrics in K order, the best step, the popularity row.
+  (A results dict without validation, e.g. of an untrained method, gets no best-step line.)"""
   names = _metric_order(results["test"])
   width = max(8, *(len(n) for n in names)) + 1
   row = lambda label, m: f"{label:<12}" + "".join(f"{m[n]:>{width}.4f}" for n in names)
-  select = results["config"]["eval"]["select"]
-  return "\n".join([
-      f"best step {results['best_step']} of {results['total_steps']} "
-      f"(valid {select}={results['valid'][select]:.4f}); test metrics at that step:",
-      f"{'':<12}" + "".join(f"{n:>{width}}" for n in names),
-      row("test", results["test"]),
-      row("popularity", results["popularity_test"]),
-      f"results: {workdir}/results.json",
-  ])
+  select = results.get("config", {}).get("eval", {}).get("select")
+  if results.get("valid") and "best_step" in results and select in results["valid"]:
+    head = (f"best step {results['best_step']} of {results.get('total_steps', '?')} "
+            f"(valid {select}={results['valid'][select]:.4f}); test metrics at that step:")
+  else:
+    head = "test metrics:"
+  lines = [head, f"{'':<12}" + "".join(f"{n:>{width}}" for n in names), row("test", results["test"])]
+  if "popularity_test" in results:
+    lines.append(row("popularity", results["popularity_test"]))
+  return "\n".join(lines + [f"results: {workdir}/results.json"])

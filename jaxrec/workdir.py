@@ -96,7 +96,10 @@ def stored_config(workdir: pathlib.Path) -> tuple[dict | None, pathlib.Path | No
 
 
 def needs_content(config: ml_collections.ConfigDict) -> bool:
-  return config.model.item_input == "content" or config.model.item_tower == "content"
+  """Whether the run computes CEG embeddings (train.content_table's condition; any input
+  but IDs, or an ID table initialised from the content)."""
+  m = config.model
+  return m.item_input != "id" or m.item_tower == "content" or m.get("id_init", "normal") == "pca"
 
 
 def cache_folder(config: ml_collections.ConfigDict) -> pathlib.Path:
