@@ -96,8 +96,8 @@ def stored_config(workdir: pathlib.Path) -> tuple[dict | None, pathlib.Path | No
 
 
 def needs_content(config: ml_collections.ConfigDict) -> bool:
-  """Whether the run computes CEG embeddings (train.content_table's condition; any input
-  but IDs, or an ID table initialised from the content)."""
+  """Whether the run computes CEG embeddings: train.content_table's condition (any input
+  but IDs; model.id_init='pca', on the main branch, initialises IDs from the content)."""
   m = config.model
   return m.item_input != "id" or m.item_tower == "content" or m.get("id_init", "normal") == "pca"
 
