@@ -91,11 +91,11 @@ def verify_step(step_dir: pathlib.Path) -> bool:
   return True
 
 
-def _check_record(record: Any, where: pathlib.Path) -> dict:
+def _check_record(record: Any, where: pathlib.Path, directory: pathlib.Path) -> dict:
   if not (isinstance(record, dict) and isinstance(record.get("best"), dict)
           and {"step", "valid", "history"} <= set(record["best"]) and "config" in record):
     raise JaxrecError(f"checkpoint file {where} is damaged (not a jaxrec record); "
-                      f"{_hint(where.parent.parent)}")
+                      f"{_hint(directory)}")
   return record
 
 
@@ -131,7 +131,7 @@ def verify(directory: str | pathlib.Path, config_json: dict) -> None:
   except (OSError, UnicodeDecodeError, ValueError) as e:
     raise JaxrecError(f"checkpoint file {path} is damaged ({type(e).__name__}); "
                       f"{_hint(steps[-1].parent)}") from e
-  _check_config(_check_record(record, path), config_json, steps[-1])
+  _check_config(_check_record(record, path, steps[-1].parent), config_json, steps[-1])
 
 
 class RunCheckpoints:
@@ -151,7 +151,8 @@ class RunCheckpoints:
     self._pending = None
 
   def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+    """The latest saved step, counting a save still in flight (close() finishes it)."""
+    return self._pending if self._pending is not None else self._manager.latest_step()
 
   def save(self, step: int, tree: Any, record: dict) -> None:
     self._finish_pending()
@@ -173,7 +174,7 @@ class RunCheckpoints:
     with self._damaged_as_error(step_dir / "record"):
       record = self._manager.restore(step, args=ocp.args.Composite(
           record=ocp.args.JsonRestore()))["record"]
-    _check_config(_check_record(record, _record_file(step_dir) or step_dir / "record"),
+    _check_config(_check_record(record, _record_file(step_dir) or step_dir / "record", self._dir),
                   config_json, step_dir)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
     with self._damaged_as_error(step_dir / "state"):
