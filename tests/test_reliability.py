@@ -346,3 +346,20 @@ def test_damaged_config_json_in_workdir_is_one_line(tmp_path):
   (wd / "config.json").write_text("{")
   one_line_error(cli(tmp_path, wd, *TINY), f"{wd / 'config.json'} is damaged", "--overwrite")
   assert (wd / "config.json").read_text() == "{"
+
+
+def test_sigterm_outside_training_is_one_line(tmp_path):
+  """During CEG (before the training loop) SIGTERM interrupts at once, with one line."""
+  proc = subprocess.Popen([sys.executable, "-m", "jaxrec.main", f"--config={DEMO}",
+                           f"--workdir={tmp_path / 'wd'}", "--config.data.demo_users=100",
+                           "--config.data.demo_items=40"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env(tmp_path))
+  for line in proc.stderr:
+    if "==== CEG" in line:
+      break
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 143, err
+  assert "Traceback" not in err
+  assert err.strip().splitlines()[-1] == ("interrupted by SIGTERM; run the same command again to "
+                                          "continue from the last checkpoint (and the CEG cache)")
