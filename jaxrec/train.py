@@ -24,13 +24,13 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from jaxrec import checkpoints
 from jaxrec import config as config_lib
 from jaxrec import evaluate
 from jaxrec import nonfinite
 from jaxrec import preemption
 from jaxrec import sharding
 from jaxrec import workdir as workdir_lib
-from jaxrec import checkpoints
 from jaxrec.checkpoints import RunCheckpoints
 from jaxrec.data import batching, prompts, registry, splits
 from jaxrec.errors import JaxrecError
