@@ -10,8 +10,10 @@ dtype; a long run writes partial progress so a crash loses little.
 
 Every cache entry has a manifest beside it (`<entry>.json`: shape, dtype,
 sha256). An entry is used only if its checksum, shape, dtype and finiteness
-check out; a truncated, empty, overwritten or manifest-less entry is reported
-as one warning line and recomputed, never used silently and never a crash.
+check out; a truncated, empty or overwritten entry is reported as one warning
+line and recomputed, never used silently and never a crash. An entry without
+a manifest (from before manifests) is checked for shape, dtype and finiteness
+and, if it passes, given a manifest, with a warning line.
 Partial progress files are checked the same way (shape, dtype, finiteness).
 """
 
@@ -202,6 +204,23 @@ def _load_checked(path: pathlib.Path, shape: tuple[int, ...] | None, dtype) -> t
   return array, ""
 
 
+def _adopt(path: pathlib.Path, num_texts: int) -> np.ndarray | None:
+  """An entry without a manifest (written before manifests existed, or a crash between
+  the two writes): used if shape, dtype and finiteness check out, and given a manifest,
+  so existing caches (hours of CEG for a large LLM) are not recomputed."""
+  table, problem = _load_checked(path, None, np.float32)
+  if table is not None and (table.ndim != 2 or table.shape[0] != num_texts):
+    table, problem = None, f"shape {table.shape}, want ({num_texts}, H)"
+  if table is None:
+    log.warning("CEG: cached embeddings %s (no manifest) are damaged: %s; recomputing them",
+                path, problem)
+    return None
+  log.warning("CEG: cached embeddings %s have no manifest (an older jaxrec, or an interrupted "
+              "write); shape, dtype and values checked, manifest written", path)
+  save_cached(path, table)
+  return table
+
+
 def load_cached(path: pathlib.Path, num_texts: int) -> np.ndarray | None:
   """The verified cache entry, or None (with a warning when one exists but is damaged)."""
   if not path.exists():
@@ -213,7 +232,7 @@ def load_cached(path: pathlib.Path, num_texts: int) -> np.ndarray | None:
     if manifest["dtype"] != "float32":
       raise ValueError(manifest["dtype"])
   except FileNotFoundError:
-    problem = f"it has no manifest {manifest_path(path).name} (an older jaxrec, or an interrupted write)"
+    return _adopt(path, num_texts)
   except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
     problem = f"its manifest {manifest_path(path).name} is damaged"
   else:

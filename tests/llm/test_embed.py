@@ -122,7 +122,9 @@ DAMAGE = {
     "overwritten with NaN": _garbage_with_nan,
     "other finite values": lambda p: np.save(p, np.ones((3, 4), np.float32)),
     "NaN under a matching checksum": _valid_checksum_but_nan,
-    "manifest missing": lambda p: embed.manifest_path(p).unlink(),
+    "manifest missing, entry truncated": lambda p: (embed.manifest_path(p).unlink(),
+                                                    p.write_bytes(p.read_bytes()[:100])),
+    "manifest missing, entry NaN": lambda p: (embed.manifest_path(p).unlink(), _garbage_with_nan(p)),
     "manifest garbage": lambda p: embed.manifest_path(p).write_text("{not json"),
 }
 
@@ -165,3 +167,17 @@ def test_max_tokens_beyond_the_model_positions_is_an_error(fake_model, tmp_path)
   with pytest.raises(embed.JaxrecError, match="max_position_embeddings=64"):
     embed.content_embeddings(TEXTS, model=str(folder), cache_dir=tmp_path, max_tokens=65,
                              mesh=sharding.make_mesh(1))
+
+
+def test_entry_without_manifest_is_checked_and_adopted(fake_model, tmp_path, caplog):
+  """Caches written before manifests are not recomputed (hours of CEG for a large LLM)."""
+  folder, calls = fake_model
+  cache = tmp_path / "cache"
+  first = _embed(folder, cache)
+  embed.manifest_path(_entry(cache)).unlink()
+  with caplog.at_level("WARNING", logger="jaxrec"):
+    np.testing.assert_array_equal(_embed(folder, cache), first)
+  assert calls == [3]                                               # not recomputed
+  assert any("have no manifest" in r.getMessage() for r in caplog.records)
+  assert embed.manifest_path(_entry(cache)).exists()
+
