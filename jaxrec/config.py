@@ -2,12 +2,16 @@
 
 Every field is here, with a comment, so an unknown `--config.x=y` override is
 rejected by ml_collections and a user can read one file to see every knob.
+`RULES` below gives every field its allowed values; `validate` checks them.
 """
 
+import math
 import re
 
 import ml_collections
+import numpy as np
 
+from jaxrec.data import synthetic
 from jaxrec.errors import JaxrecError
 
 
@@ -107,37 +111,146 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-_CHOICES = {
-    "method": ("learn", "baseline_v1"),
-    "data.kind": ("lcrec_json", "movielens_100k", "movielens_latest_small", "synthetic_demo"),
-    "data.cut": ("random", "last"),
-    "ceg.pooling": ("mean", "last"),
-    "ceg.dtype": ("float32", "bfloat16"),
-    "ceg.normalize": ("l2", "standardize", "none"),
-    "model.item_input": ("content", "id", "fusion"),
-    "model.item_tower": ("causal", "diagonal", "content", "input"),
-    "model.adapter": ("linear", "whiten", "moe"),
-    "model.norm": ("pre", "post"),
-    "model.fusion": ("sum", "concat", "gate"),
-    "model.id_init": ("normal", "pca"),
-    "loss.objective": ("dense_all_action", "next_item", "last"),
-    "loss.negatives": ("in_batch", "full", "sampled", "mixed"),
-    "train.schedule": ("cosine", "constant"),
+# ----------------------------------------------------------------------------
+# Validation: every field above has a rule here (a test checks that none is
+# missing), so a bad value is one clear line before anything runs.
+# ----------------------------------------------------------------------------
+
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v) -> bool:
+  return (_is_int(v) or isinstance(v, (float, np.floating))) and math.isfinite(v)
+
+
+def _int(lo: int, hi: int | None = None):
+  desc = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+  return (lambda v: _is_int(v) and v >= lo and (hi is None or v <= hi)), desc
+
+
+def _real(lo: float, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False):
+  left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+  desc = (f"a finite number {'>' if lo_open else '>='} {lo}" if hi is None
+          else f"a number in {left}{lo}, {hi}{right}")
+  def ok(v):
+    return (_is_real(v) and (v > lo if lo_open else v >= lo)
+            and (hi is None or (v < hi if hi_open else v <= hi)))
+  return ok, desc
+
+
+def _choice(*options: str):
+  return (lambda v: v in options), options
+
+
+_BOOL = (lambda v: isinstance(v, (bool, np.bool_))), "True or False"
+_STR = (lambda v: isinstance(v, str)), "a string"
+_NONEMPTY_STR = (lambda v: isinstance(v, str) and bool(v)), "a non-empty string"
+_KS = ((lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(_is_int(k) and k >= 1 for k in v)
+        and len(set(v)) == len(v)),
+       "a non-empty tuple of distinct positive integers, e.g. --config.eval.ks='(10,50,200)'")
+
+RULES: dict[str, tuple] = {
+    "seed": _int(0, 2**32 - 1),           # jax.random.key wraps larger seeds silently
+    "data.kind": _choice("lcrec_json", "movielens_100k", "movielens_latest_small", "synthetic_demo"),
+    "data.path": _STR,
+    "data.name": _STR,
+    "data.template": _STR,                # fields checked against the dataset by prompts
+    "data.max_text_chars": _int(1),
+    "data.max_history": _int(1),
+    "data.target_len": _int(1),
+    "data.cut": _choice("random", "last"),
+    "data.demo_users": _int(1),
+    "data.demo_items": _int(synthetic._MAX_LEN),   # the longest synthetic sequence has no repeats
+    "ceg.model": _NONEMPTY_STR,
+    "ceg.pooling": _choice("mean", "last"),
+    "ceg.max_tokens": _int(2),            # room for the model's special tokens
+    "ceg.token_budget": _int(2),          # and >= ceg.max_tokens, below
+    "ceg.dtype": _choice("float32", "bfloat16"),
+    "ceg.cache_dir": _STR,
+    "ceg.normalize": _choice("l2", "standardize", "none"),
+    "method": _choice("learn", "baseline_v1"),
+    "data.window_stride": _int(0),
+    "data.pack": _BOOL,
+    "data.cold_items": _real(0.0, 1.0, hi_open=True),
+    "data.cold_seed": _int(0, 2**32 - 1),
+    "ceg.history_max_tokens": _int(2),
+    "ceg.history_item_chars": _int(1),
+    "model.item_input": _choice("content", "id", "fusion"),
+    "model.item_tower": _choice("causal", "diagonal", "content", "input"),
+    "model.share_towers": _BOOL,
+    "model.normalize": _BOOL,
+    "model.adapter": _choice("linear", "whiten", "moe"),
+    "model.adapter_experts": _int(1),
+    "model.adapter_dropout": _real(0.0, 1.0, hi_open=True),
+    "model.fusion": _choice("sum", "concat", "gate"),
+    "model.id_dropout": _real(0.0, 1.0, hi_open=True),
+    "model.id_init": _choice("normal", "pca"),
+    "model.norm": _choice("pre", "post"),
+    "model.init_std": _real(0.0),
+    "model.head": _BOOL,
+    "loss.objective": _choice("dense_all_action", "next_item", "last"),
+    "loss.negatives": _choice("in_batch", "full", "sampled", "mixed"),
+    "loss.num_sampled": _int(1),
+    "loss.logq": _BOOL,
+    "loss.full_chunk": _int(1),
+    "train.schedule": _choice("cosine", "constant"),
+    "train.eval_every_epochs": _real(0.0),
+    "train.patience": _int(0),
+    "model.d_model": _int(1),             # and divisible by num_heads, below
+    "model.num_layers": _int(1),
+    "model.num_heads": _int(1),
+    "model.mlp_dim": _int(1),
+    "model.d_out": _int(1),
+    "model.dropout": _real(0.0, 1.0, hi_open=True),
+    "loss.temperature": _real(0.0, lo_open=True),
+    "loss.learn_temperature": _BOOL,
+    "loss.max_logit_scale": _real(0.0, lo_open=True),
+    "loss.mask_duplicates": _BOOL,
+    "train.batch_size": _int(1),          # and divisible by the devices (checked on the mesh)
+    "train.num_epochs": _int(1),
+    "train.learning_rate": _real(0.0, lo_open=True),
+    "train.warmup_frac": _real(0.0, 1.0),
+    "train.weight_decay": _real(0.0),
+    "train.grad_clip": _real(0.0),        # 0 = off
+    "train.eval_every": _int(1),
+    "train.log_every": _int(1),
+    "train.checkpoint": _BOOL,
+    "eval.ks": _KS,
+    "eval.user_chunk": _int(1),
+    "eval.select": _STR,                  # HR|NDCG|Recall@K with K in eval.ks, below
+    "mesh.num_devices": ((lambda v: _is_int(v) and (v == -1 or v >= 1)), "-1 (all) or an integer >= 1"),
 }
 
 
-def _get(c: ml_collections.ConfigDict, path: str):
-  for key in path.split("."):
-    c = c[key]
-  return c
+def flat_fields(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:
+  """{"section.key": value} for every leaf of a config."""
+  out = {}
+  for k, v in c.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      out.update(flat_fields(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Rejects values the code cannot run with, before anything is computed or written."""
-  for path, choices in _CHOICES.items():
-    value = _get(c, path)
-    if value not in choices:
-      raise JaxrecError(f"config.{path}={value!r} is not one of {choices}")
+  if not isinstance(c, ml_collections.ConfigDict):
+    raise JaxrecError(f"the config must be an ml_collections.ConfigDict (get_config() returned "
+                      f"{type(c).__name__}); start from jaxrec.config.base_config()")
+  fields = flat_fields(c)
+  for path in fields:
+    if path not in RULES:
+      raise JaxrecError(f"config.{path} is not a jaxrec config field (the fields are in jaxrec/config.py)")
+  for path, (ok, want) in RULES.items():
+    if path not in fields:
+      raise JaxrecError(f"config.{path} is missing; start the config from jaxrec.config.base_config()")
+    value = fields[path]
+    if not ok(value):
+      if isinstance(want, tuple):
+        raise JaxrecError(f"config.{path}={value!r} is not one of {want}")
+      raise JaxrecError(f"config.{path}={value!r} must be {want}")
   if c.model.item_input == "id" and c.model.item_tower == "content":
     raise JaxrecError("config.model.item_tower='content' (Variant 3) needs item_input='content'")
   if c.model.item_tower == "input" and c.model.d_out != c.model.d_model:
@@ -152,17 +265,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.loss.objective != "dense_all_action" and c.model.item_tower == "diagonal":
     raise JaxrecError("config.model.item_tower='diagonal' (Variant 2) is a training mode of "
                       "dense_all_action; with next_item an item is always embedded alone (use causal)")
-  if not 0.0 <= c.data.cold_items < 1.0:
-    raise JaxrecError(f"config.data.cold_items must be in [0, 1), got {c.data.cold_items}")
-  for path in ("data.max_history", "data.target_len", "train.batch_size", "train.num_epochs",
-               "train.eval_every", "train.log_every", "model.d_model", "model.num_layers"):
-    section, key = path.split(".")
-    if int(c[section][key]) < 1:
-      raise JaxrecError(f"config.{path} must be >= 1, got {c[section][key]}")
   if c.model.d_model % c.model.num_heads:
     raise JaxrecError(f"config.model.d_model={c.model.d_model} is not divisible by num_heads={c.model.num_heads}")
+  if c.ceg.token_budget < c.ceg.max_tokens:
+    raise JaxrecError(f"config.ceg.token_budget={c.ceg.token_budget} must be >= "
+                      f"ceg.max_tokens={c.ceg.max_tokens} (a batch holds at least one text)")
   m = re.fullmatch(r"(HR|NDCG|Recall)@(\d+)", c.eval.select)
   if not m or int(m[2]) not in c.eval.ks:
     raise JaxrecError(f"config.eval.select={c.eval.select!r} must be HR|NDCG|Recall@K with K in eval.ks={tuple(c.eval.ks)}")
-  if c.loss.temperature <= 0:
-    raise JaxrecError(f"config.loss.temperature must be > 0, got {c.loss.temperature}")

@@ -10,6 +10,12 @@ result does not depend on the chunk size.
 Rank of a target = number of items that sort before it by (score descending,
 item index ascending): ties are broken the way a stable top-k would, never in
 the target's favour by accident.
+
+Non-finite scores (a diverged model, damaged inputs) are the worst possible,
+never hits: a NaN or inf score of another item ranks it below every finite
+score, and a target whose own score is not finite gets rank `UNRANKED`, a
+miss at every K. (Comparisons with NaN are all false, so without this a model
+whose parameters are NaN put every target at the top: HR = NDCG = 1.0.)
 """
 
 import functools
@@ -25,6 +31,7 @@ from jaxrec.data import batching
 from jaxrec.model.towers import LearnTowers
 
 DEFAULT_KS = (10, 50, 200)
+UNRANKED = np.iinfo(np.int32).max   # rank of a target whose score is not finite: a miss
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -41,9 +48,12 @@ def _user_chunk(model: LearnTowers, params, tokens, content):
 
 @jax.jit
 def _rank_chunk(user_emb, item_emb, targets, exclude):
-  """ranks [C, T] of targets [C, T] (-1 = padding) among all items."""
+  """ranks [C, T] of targets [C, T] (-1 = padding) among all items; a target
+  whose score is not finite gets UNRANKED, other non-finite scores rank last."""
   num_items = item_emb.shape[0]
-  scores = user_emb @ item_emb.T                                  # [C, N]
+  raw = user_emb @ item_emb.T                                     # [C, N]
+  finite = jnp.isfinite(raw)
+  scores = jnp.where(finite, raw, -jnp.inf)
   rows = jnp.arange(scores.shape[0])[:, None]
   excl = jnp.zeros((scores.shape[0], num_items + 1), bool)
   excl = excl.at[rows, jnp.where(exclude >= 0, exclude, num_items)].set(True)[:, :num_items]
@@ -54,7 +64,8 @@ def _rank_chunk(user_emb, item_emb, targets, exclude):
   idx = jnp.arange(num_items)
   before = (scores[:, None, :] > t_score[..., None]) | (
       (scores[:, None, :] == t_score[..., None]) & (idx < t[..., None]))
-  return jnp.sum(before, axis=-1)
+  t_finite = jnp.take_along_axis(finite, t, axis=1)
+  return jnp.where(t_finite, jnp.sum(before, axis=-1), UNRANKED)
 
 
 def _chunks(n: int, chunk: int):
@@ -110,7 +121,8 @@ def rank_targets(user_emb: jnp.ndarray, item_emb: jnp.ndarray, targets: np.ndarr
 
 def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
   """HR@K (any target in top K), Recall@K (fraction of targets in top K) and
-  NDCG@K (DCG over hits / ideal DCG), averaged over users; ranks [U, T], -1 = pad."""
+  NDCG@K (DCG over hits / ideal DCG), averaged over users; ranks [U, T], -1 = pad,
+  UNRANKED = a miss at every K."""
   ranks = ranks.reshape(len(ranks), -1)
   valid = ranks >= 0
   n_targets = valid.sum(1)

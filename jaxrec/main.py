@@ -1,44 +1,60 @@
 r"""Command line: python -m jaxrec.main --config=configs/demo.py --workdir=/tmp/demo.
 
 Intentionally short (as in flax's examples): the logic lives in
-`jaxrec.train`, which a notebook can import. Bad input ends the run with one
-line on stderr and exit status 2, before anything is written to the workdir.
+`jaxrec.train`, which a notebook can import, and the flag plumbing in
+`jaxrec.cli`. Bad input (a flag, a config key or value, a config file, the
+workdir or cache, a damaged file) ends the run with one line on stderr and
+exit status 2, before anything is written to the workdir. SIGTERM and Ctrl-C
+save a checkpoint at the current step and exit 143 / 130 with one line saying
+how to resume. `--help` explains the `--config.section.key=value` overrides.
 """
 
 import logging
+import signal
 import sys
 
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from jaxrec import cli, preemption
 from jaxrec.errors import JaxrecError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (get_config()).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where results, metrics and checkpoints go.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Replace the run in the workdir instead of refusing a different "
+                               "config or resuming the same one.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  del argv  # cli.parse_flags has refused extra arguments
   absl_logging.set_verbosity(absl_logging.WARNING)   # libraries (orbax) stay quiet
   logging.getLogger("jaxrec").setLevel(logging.INFO)  # our stage banners and summaries
-  from jaxrec import baseline_v1, train  # after flag parsing: keeps --help fast
-  run_method = baseline_v1.run if _CONFIG.value.method == "baseline_v1" else train.train_and_evaluate
+  preemption.interrupt_on_signals()
   try:
-    results = run_method(_CONFIG.value, _WORKDIR.value)
+    from jaxrec import baseline_v1, train  # after flag parsing: keeps --help fast
+    if _CONFIG.value.method == "baseline_v1":
+      results = baseline_v1.run(_CONFIG.value, _WORKDIR.value)
+    else:
+      results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except JaxrecError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
-  test = results["test"]
-  print("test: " + "  ".join(f"{k}={test[k]:.4f}" for k in sorted(test) if not k.startswith("Recall")))
-  print(f"results: {_WORKDIR.value}/results.json")
+    cli.fail(str(e))
+  except preemption.Stopped as e:
+    print(e, file=sys.stderr)
+    sys.exit(e.exit_code)
+  except KeyboardInterrupt as e:  # outside the training loop, or a second signal in it
+    name = signal.Signals(getattr(e, "signum", signal.SIGINT)).name
+    print(f"interrupted by {name}; run the same command again to continue from the last "
+          "checkpoint (and the CEG cache)", file=sys.stderr)
+    sys.exit(preemption.exit_code(getattr(e, "signum", signal.SIGINT)))
+  print(cli.summary(results, _WORKDIR.value))
 
 
 def run() -> None:
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,14 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from jaxrec import checkpoints
 from jaxrec import config as config_lib
 from jaxrec import evaluate
+from jaxrec import nonfinite
 from jaxrec import objectives
+from jaxrec import preemption
 from jaxrec import sharding
+from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoints import RunCheckpoints
 from jaxrec.data import batching, packing, prompts, registry, splits
 from jaxrec.errors import JaxrecError
@@ -208,17 +212,19 @@ def test_report(config, dataset, split, cold: np.ndarray, ranks: np.ndarray, mes
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                       stop_after_steps: int | None = None) -> dict | None:
+                       stop_after_steps: int | None = None, overwrite: bool = False) -> dict | None:
   """Runs every stage and writes workdir/results.json; returns the results.
 
   With `stop_after_steps`, training checkpoints and returns None after that
   many steps of this invocation (time-boxed jobs, e.g. a Colab session); the
   next call with the same workdir and config resumes where it stopped.
+  `overwrite` replaces a run of another config in the workdir (workdir.py).
   """
   start_time = time.time()
   config_lib.validate(config)
   config_json = json.loads(config.to_json_best_effort())
   workdir = pathlib.Path(workdir)
+  run_dir = workdir_lib.check(workdir, config, config_json, overwrite=overwrite)  # before any work
   mesh = sharding.make_mesh(config.mesh.num_devices)
   sharding.check_divisible(config.train.batch_size, mesh, "config.train.batch_size")
 
@@ -244,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   params = init_params(model, config, content)
   state = sharding.put_replicated(TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params)), mesh)
   best = {"params": None, "step": 0, "valid": None, "history": []}
-  workdir.mkdir(parents=True, exist_ok=True)
+  run_dir.create()  # with overwrite: removes the previous run's files
   ckpt = RunCheckpoints(workdir / "checkpoints") if config.train.checkpoint else None
   if ckpt is not None:
     restored = ckpt.restore({"state": state, "best_params": state.params}, config_json)
@@ -274,20 +280,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   first = int(state.step)
   patience = config.train.patience
   stopped_early = bool(patience) and best["valid"] is not None and evals_since_best(best) >= patience
-  with open(log_path, "a") as metrics_file, tqdm(total=total_steps, initial=first, desc="train", unit="step") as bar:
+  with workdir_lib.open_metrics(log_path, resume_step=first) as metrics_file, \
+       preemption.StopOnSignal() as stop_signal, checkpoints.closing(ckpt), \
+       tqdm(total=total_steps, initial=first, desc="train", unit="step") as bar:
     for step in range(first, total_steps if not stopped_early else first):
       state, metrics = step_fn(state, sharding.put_batch(batch_at(step), mesh), content)
       done = step + 1
       if done % config.train.log_every == 0 or done == total_steps:
         m = {k: float(v) for k, v in jax.device_get(metrics).items()}
         if not math.isfinite(m["loss"]):
-          raise JaxrecError(f"training loss became {m['loss']} at step {done}; lower "
-                            "config.train.learning_rate (the last checkpoint is kept in the workdir)")
+          raise nonfinite.diverged(f"training loss became {m['loss']}", done, config, content)
         metrics_file.write(json.dumps({"step": done, "epoch": done / per_epoch, **m}) + "\n")
         metrics_file.flush()
         bar.set_postfix(loss=f"{m['loss']:.4f}", tau=f"{1 / m['logit_scale']:.3f}")
       if done % eval_every == 0 or done == total_steps:
         valid = eval_fn(state.params["towers"], split.valid.histories, split.valid.targets)
+        nonfinite.check_validation(state.params, valid, done, config, content)  # before best/ckpt
         best["history"].append({"step": done, **valid})
         metrics_file.write(json.dumps({"step": done, "epoch": done / per_epoch, "valid": valid}) + "\n")
         metrics_file.flush()
@@ -304,6 +312,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
           tqdm.write(f"early stop: no better {config.eval.select} in {patience} validations")
           break
       bar.update(1)
+      if stop_signal.requested and done < total_steps:  # SIGTERM/SIGINT: save this step, stop
+        raise preemption.stop(stop_signal, done, total_steps, ckpt, _ckpt_tree(state, best),
+                              _record(config_json, best), workdir / "checkpoints")
       if stop_after_steps is not None and done - first >= stop_after_steps and done < total_steps:
         if ckpt is None:
           raise JaxrecError("stop_after_steps needs config.train.checkpoint=True to resume")

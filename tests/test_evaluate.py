@@ -88,3 +88,30 @@ def test_popularity_baseline_by_hand():
   # user 0: item 1 excluded; order 2, 0, 3 -> target 2 at rank 0.
   # user 1: item 3 excluded; order 1, 2, 0 -> target 0 at rank 2.
   assert m["HR@1"] == 0.5 and m["HR@2"] == 0.5
+
+
+def test_non_finite_scores_are_misses_never_hits():
+  mesh = sharding.make_mesh(1)
+  items = np.array([[1.0, 0], [np.nan, 0], [0.5, 0], [np.inf, 0], [0.1, 0]], np.float32)
+  users = np.array([[1.0, 0], [1.0, 0], [1.0, 0], [np.nan, np.nan]], np.float32)
+  targets = np.array([[2], [1], [3], [0]])
+  exclude = np.full((4, 1), -1)
+  ranks = evaluate.rank_targets(users, items, targets, exclude, mesh)[:, 0]
+  # user 0: the NaN and inf items rank below every finite score -> rank 1.
+  # users 1, 2: the target's own score is NaN / inf -> a miss (UNRANKED).
+  # user 3: every score is NaN -> a miss, not the top (index order) rank.
+  np.testing.assert_array_equal(ranks, [1, evaluate.UNRANKED, evaluate.UNRANKED, evaluate.UNRANKED])
+  m = evaluate.metrics_from_ranks(ranks[:, None], ks=(1, 2, 5))
+  assert m["HR@5"] == m["Recall@5"] == 0.25
+  assert m["HR@1"] == 0.0 and m["NDCG@5"] == pytest.approx(0.25 / math.log2(3))
+
+
+def test_nan_parameters_score_zero_not_one():
+  model, params, content = _model_and_params(item_input="id")
+  nan_params = jax.tree.map(lambda p: np.full_like(p, np.nan), params)
+  rng = np.random.default_rng(5)
+  histories = tuple(rng.choice(50, size=rng.integers(1, 12), replace=False) for _ in range(20))
+  targets = rng.integers(0, 50, size=20)
+  m = evaluate.evaluate(model, nan_params, content, histories, targets, max_history=8,
+                        mesh=sharding.make_mesh(1), ks=(1, 10, 200))
+  assert all(v == 0.0 for v in m.values()), m

@@ -45,8 +45,10 @@ def test_malformed_json_line(tmp_path):
 
 def test_unknown_config_key(tmp_path):
   proc, workdir = run_main(tmp_path, "--config.model.nonsense=3")
-  assert proc.returncode != 0
-  assert "nonsense" in proc.stderr
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      "error: --config.model.nonsense: unknown config key 'nonsense' "
+      "(every key is in jaxrec/config.py; see --help)"]
   assert not workdir.exists()
 
 

@@ -1,6 +1,7 @@
 """End-to-end training on tiny configs: results, 8 devices vs 1, resume, NaN."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -121,3 +122,85 @@ def test_batch_larger_than_users_is_a_clear_error(tmp_path):
   with pytest.raises(JaxrecError, match="larger than the"):
     train.train_and_evaluate(tiny_config(train={"batch_size": 4096}), tmp_path)
   assert not (tmp_path / "results.json").exists()
+
+
+def _log(workdir):
+  return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_nan_parameters_stop_the_run_before_anything_is_best_or_saved(tmp_path):
+  """A diverged model used to score HR = NDCG = 1.0 (NaN scores ranked as hits),
+  become the best step and be checkpointed."""
+  config = tiny_config(train={"learning_rate": 1e12, "eval_every": 1, "log_every": 1000})
+  with pytest.raises(JaxrecError) as e:
+    train.train_and_evaluate(config, tmp_path)
+  message = str(e.value)
+  assert "parameters became NaN/inf" in message, message
+  assert "nothing from this step was checkpointed or selected as best" in message
+  assert "--overwrite" in message and "The ID model reads no content" in message
+  nan_step = int(re.search(r"at step (\d+)", message)[1])
+  valid = [r for r in _log(tmp_path) if "valid" in r]
+  assert [r["step"] for r in valid] == list(range(1, nan_step))  # none for the NaN step
+  assert all(r["valid"]["HR@10"] < 1.0 and r["valid"]["NDCG@10"] < 1.0 for r in valid)
+  saved = [int(p.name) for p in (tmp_path / "checkpoints").glob("[0-9]*")]
+  assert all(s < nan_step for s in saved)
+  assert not (tmp_path / "results.json").exists()
+  # The rerun the message suggests works: a lower learning rate with --overwrite.
+  lower = tiny_config(train={"num_epochs": 1, "eval_every": 5})
+  with pytest.raises(JaxrecError, match="different config"):
+    train.train_and_evaluate(lower, tmp_path)
+  results = train.train_and_evaluate(lower, tmp_path, overwrite=True)
+  assert 0.0 < results["test"]["HR@10"] < 1.0
+
+
+def test_nan_parameters_are_caught_after_validation():
+  config = tiny_config()
+  params = {"towers": {"w": np.ones((2, 2), np.float32)}, "log_scale": np.float32(np.nan)}
+  with pytest.raises(JaxrecError, match=r"params\['log_scale'\]\) at step 3"):
+    train.nonfinite.check_validation(params, {"HR@10": 0.0}, 3, config, None)
+  with pytest.raises(JaxrecError, match="validation NDCG@10 not finite at step 3"):
+    train.nonfinite.check_validation({"w": np.ones(2)}, {"NDCG@10": float("nan")}, 3, config, None)
+  train.nonfinite.check_validation({"w": np.ones(2)}, {"NDCG@10": 0.5}, 3, config, None)
+
+
+def test_nan_content_embeddings_are_named_not_the_learning_rate():
+  config = tiny_config()
+  content = np.full((5, 4), np.nan, np.float32)
+  message = str(train.nonfinite.diverged("training loss became nan", 7, config, content))
+  assert "content embeddings hold NaN" in message and "learning_rate" not in message
+  finite = str(train.nonfinite.diverged("training loss became nan", 7, config, np.ones((5, 4))))
+  assert "content embeddings are finite" in finite and "learning_rate" in finite
+
+
+def test_resume_after_a_crash_repeats_no_step_in_metrics(tmp_path):
+  config = tiny_config(train={"num_epochs": 2, "eval_every": 5, "log_every": 1})
+  train.train_and_evaluate(config, tmp_path / "full")
+  assert train.train_and_evaluate(config, tmp_path / "crashed", stop_after_steps=7) is None
+  # What a crash after step 9 leaves: lines of steps 8-9 (and a torn last line)
+  # that the checkpoint (step 7) does not cover.
+  log = tmp_path / "crashed" / "metrics.jsonl"
+  full = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+  lines = [l for l in full if json.loads(l)["step"] <= 9]
+  log.write_text("\n".join(lines) + '\n{"step": 10, "lo')
+  train.train_and_evaluate(config, tmp_path / "crashed")
+  resumed = _log(tmp_path / "crashed")
+  keys = [(r["step"], "valid" in r) for r in resumed]
+  assert len(keys) == len(set(keys))
+  assert resumed == [json.loads(l) for l in full]
+
+
+def test_checkpoint_off_does_not_overwrite_another_configs_results(tmp_path):
+  off = {"checkpoint": False, "num_epochs": 1}
+  first = train.train_and_evaluate(tiny_config(train=off), tmp_path)
+  saved = (tmp_path / "results.json").read_text()
+  with pytest.raises(JaxrecError, match=r"different config \(config.json: train.learning_rate"):
+    train.train_and_evaluate(tiny_config(train={**off, "learning_rate": 1e-4}), tmp_path)
+  assert (tmp_path / "results.json").read_text() == saved
+  # The same config again starts over (nothing to resume) and logs each step once.
+  again = train.train_and_evaluate(tiny_config(train=off), tmp_path)
+  assert again["test"] == first["test"]
+  steps = [(r["step"], "valid" in r) for r in _log(tmp_path)]
+  assert len(steps) == len(set(steps))
+  other = train.train_and_evaluate(tiny_config(train={**off, "learning_rate": 1e-4}), tmp_path,
+                                   overwrite=True)
+  assert json.loads((tmp_path / "results.json").read_text())["test"] == other["test"]

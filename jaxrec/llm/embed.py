@@ -7,6 +7,14 @@ batch is split over the mesh's `data` axis. The pooled vectors (mean over real
 tokens of the last hidden layer, or the last real token) land in a .npy file
 keyed by model, texts (hence dataset and template), pooling, length cap and
 dtype; a long run writes partial progress so a crash loses little.
+
+Every cache entry has a manifest beside it (`<entry>.json`: shape, dtype,
+sha256). An entry is used only if its checksum, shape, dtype and finiteness
+check out; a truncated, empty or overwritten entry is reported as one warning
+line and recomputed, never used silently and never a crash. An entry without
+a manifest (from before manifests) is checked for shape, dtype and finiteness
+and, if it passes, given a manifest, with a warning line.
+Partial progress files are checked the same way (shape, dtype, finiteness).
 """
 
 import functools
@@ -63,6 +71,17 @@ def cache_key(model_dir: pathlib.Path, texts: list[str], pooling: str, max_token
     h.update(t.encode())
     h.update(b"\x00")
   return h.hexdigest()[:20]
+
+
+def check_max_tokens(model_dir: pathlib.Path, max_tokens: int, name: str = "") -> None:
+  """max_tokens within the model's positions (beyond them, a gather would clamp silently)."""
+  try:
+    limit = json.loads((model_dir / "config.json").read_text()).get("max_position_embeddings")
+  except (OSError, ValueError):
+    return  # load_hf_model reports a missing or bad config.json
+  if isinstance(limit, int) and max_tokens > limit:
+    raise JaxrecError(f"config.ceg.max_tokens={max_tokens} is more than {name or model_dir.name}'s "
+                      f"max_position_embeddings={limit}")
 
 
 def tokenize(model_dir: pathlib.Path, texts: list[str], max_tokens: int) -> list[list[int]]:
@@ -147,6 +166,87 @@ def _atomic_save(path: pathlib.Path, array: np.ndarray) -> None:
   os.replace(tmp, path)
 
 
+def _sha256(path: pathlib.Path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def manifest_path(path: pathlib.Path) -> pathlib.Path:
+  return path.with_suffix(".json")
+
+
+def save_cached(path: pathlib.Path, table: np.ndarray) -> None:
+  """Writes a cache entry and its manifest (shape, dtype, sha256), each atomically."""
+  _atomic_save(path, table)
+  manifest = {"shape": list(table.shape), "dtype": str(table.dtype), "sha256": _sha256(path)}
+  tmp = manifest_path(path).with_name(manifest_path(path).name + ".tmp")
+  tmp.write_text(json.dumps(manifest) + "\n")
+  os.replace(tmp, manifest_path(path))
+
+
+def _load_checked(path: pathlib.Path, shape: tuple[int, ...] | None, dtype) -> tuple[np.ndarray | None, str]:
+  """(array, "") if `path` holds a finite array of that dtype (and shape), else (None, why not)."""
+  if path.stat().st_size == 0:
+    return None, "the file is empty"
+  try:
+    array = np.load(path, allow_pickle=False)
+  except Exception as e:  # noqa: BLE001  numpy raises ValueError, OSError, EOFError, ... on bad files
+    return None, f"it cannot be read ({type(e).__name__})"
+  if array.dtype != dtype:
+    return None, f"dtype {array.dtype}, want {np.dtype(dtype)}"
+  if shape is not None and array.shape != tuple(shape):
+    return None, f"shape {array.shape}, want {tuple(shape)}"
+  if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+    return None, "it holds NaN or inf"
+  return array, ""
+
+
+def _adopt(path: pathlib.Path, num_texts: int) -> np.ndarray | None:
+  """An entry without a manifest (written before manifests existed, or a crash between
+  the two writes): used if shape, dtype and finiteness check out, and given a manifest,
+  so existing caches (hours of CEG for a large LLM) are not recomputed."""
+  table, problem = _load_checked(path, None, np.float32)
+  if table is not None and (table.ndim != 2 or table.shape[0] != num_texts):
+    table, problem = None, f"shape {table.shape}, want ({num_texts}, H)"
+  if table is None:
+    log.warning("CEG: cached embeddings %s (no manifest) are damaged: %s; recomputing them",
+                path, problem)
+    return None
+  log.warning("CEG: cached embeddings %s have no manifest (an older jaxrec, or an interrupted "
+              "write); shape, dtype and values checked, manifest written", path)
+  save_cached(path, table)
+  return table
+
+
+def load_cached(path: pathlib.Path, num_texts: int) -> np.ndarray | None:
+  """The verified cache entry, or None (with a warning when one exists but is damaged)."""
+  if not path.exists():
+    return None
+  table, problem = None, ""
+  try:
+    manifest = json.loads(manifest_path(path).read_text())
+    shape, want_sha = tuple(manifest["shape"]), manifest["sha256"]
+    if manifest["dtype"] != "float32":
+      raise ValueError(manifest["dtype"])
+  except FileNotFoundError:
+    return _adopt(path, num_texts)
+  except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+    problem = f"its manifest {manifest_path(path).name} is damaged"
+  else:
+    if len(shape) != 2 or shape[0] != num_texts:
+      problem = f"its manifest says shape {shape}, want ({num_texts}, H)"
+    elif _sha256(path) != want_sha:
+      problem = "its checksum differs from the manifest (truncated or overwritten)"
+    else:
+      table, problem = _load_checked(path, shape, np.float32)
+  if table is None:
+    log.warning("CEG: cached embeddings %s are damaged: %s; recomputing them", path, problem)
+  return table
+
+
 def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
                        max_tokens: int = 128, token_budget: int = 8192, dtype: str = "float32",
                        cache_dir: str | os.PathLike | None = None, mesh: Mesh, label: str = "items",
@@ -155,14 +255,14 @@ def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
   if not texts:
     raise JaxrecError("no item texts to embed")
   model_dir = resolve_model_dir(model)
-  cache = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()
+  check_max_tokens(model_dir, max_tokens, model)
+  cache = pathlib.Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
   key = cache_key(model_dir, texts, pooling, max_tokens, dtype)
   path = cache / f"{label}-{model_dir.name if model != 'minilm' else 'minilm'}-{key}.npy"
-  if path.exists():
-    table = np.load(path)
-    if table.shape[0] == len(texts):
-      log.info("CEG: cached embeddings %s %s", path, table.shape)
-      return table
+  table = load_cached(path, len(texts))
+  if table is not None:
+    log.info("CEG: cached embeddings %s %s", path, table.shape)
+    return table
   cache.mkdir(parents=True, exist_ok=True)
 
   from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415 (keeps jaxrec import light)
@@ -174,8 +274,16 @@ def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
   partial_done = path.with_name(path.stem + ".partial-done.npy")
   out = done = None
   if partial_out.exists() and partial_done.exists():
-    out, done = np.load(partial_out), np.load(partial_done)
-    log.info("CEG: resuming, %d of %d items already embedded", int(done.sum()), len(texts))
+    out, why = _load_checked(partial_out, None, np.float32)
+    done, why_done = _load_checked(partial_done, (len(texts),), np.bool_)
+    if out is not None and (out.ndim != 2 or out.shape[0] != len(texts)):
+      out, why = None, f"shape {out.shape}, want ({len(texts)}, H)"
+    if out is None or done is None:
+      log.warning("CEG: partial progress %s is damaged: %s; starting over",
+                  partial_out if out is None else partial_done, why or why_done)
+      out = done = None
+    else:
+      log.info("CEG: resuming, %d of %d items already embedded", int(done.sum()), len(texts))
   last = [time.monotonic()]
 
   def save_partial(o, d):
@@ -188,7 +296,7 @@ def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
                       mesh=mesh, out=out, done=done, on_progress=save_partial, desc=f"CEG {label}")
   if not np.all(np.isfinite(table)):
     raise JaxrecError(f"CEG produced non-finite embeddings with {model_dir} ({dtype})")
-  _atomic_save(path, table)
+  save_cached(path, table)
   for p in (partial_out, partial_done):
     p.unlink(missing_ok=True)
   return table

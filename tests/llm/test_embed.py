@@ -1,6 +1,8 @@
 """CEG: bucketed, sharded, padded batches give the embeddings of one-at-a-time
 unpadded forward passes; the cache is keyed and reused."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +66,118 @@ def test_cache_key_tracks_what_embeddings_depend_on(tmp_path):
   assert base != embed.cache_key(tmp_path, ["a", "b"], "last", 128, "float32")
   assert base != embed.cache_key(tmp_path, ["ab"], "mean", 128, "float32")
   assert base != embed.cache_key(tmp_path, ["a", "b"], "mean", 64, "float32")
+
+
+# ----------------------------------------------------------------------------
+# The cache: a damaged entry is reported and recomputed, never used or a crash.
+# The model is faked (the cache logic does not depend on it); the command-line
+# test in tests/test_reliability.py does the same with the real MiniLM.
+# ----------------------------------------------------------------------------
+
+TEXTS = ["red mug", "blue pen", "green lamp"]
+
+
+@pytest.fixture
+def fake_model(tmp_path, monkeypatch):
+  folder = tmp_path / "fake-model"
+  folder.mkdir()
+  (folder / "config.json").write_text('{"max_position_embeddings": 64}')
+  calls = []
+  def fake_embed(module, params, token_ids, **kwargs):
+    calls.append(len(token_ids))
+    return np.arange(len(token_ids) * 4, dtype=np.float32).reshape(len(token_ids), 4)
+  import jaxrec.llm.checkpoint as hf_checkpoint
+  monkeypatch.setattr(hf_checkpoint, "load_hf_model", lambda *a, **k: (None, None, None))
+  monkeypatch.setattr(embed, "tokenize", lambda d, texts, m: [[1, 2]] * len(texts))
+  monkeypatch.setattr(embed, "embed_texts", fake_embed)
+  return folder, calls
+
+
+def _embed(folder, cache):
+  return embed.content_embeddings(TEXTS, model=str(folder), cache_dir=cache, max_tokens=32,
+                                  mesh=sharding.make_mesh(1), label="t")
+
+
+def _entry(cache):
+  (path,) = cache.glob("t-*.npy")
+  return path
+
+
+def _garbage_with_nan(path):
+  np.save(path, np.full((3, 4), np.nan, np.float32))
+
+
+def _valid_checksum_but_nan(path):
+  np.save(path, np.full((3, 4), np.nan, np.float32))
+  manifest = embed.manifest_path(path)
+  data = json.loads(manifest.read_text())
+  data["sha256"] = embed._sha256(path)
+  manifest.write_text(json.dumps(data))
+
+
+DAMAGE = {
+    "zero-byte": lambda p: p.write_bytes(b""),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:100]),
+    "garbage bytes": lambda p: p.write_bytes(b"\x93NUMPY garbage" * 20),
+    "overwritten with NaN": _garbage_with_nan,
+    "other finite values": lambda p: np.save(p, np.ones((3, 4), np.float32)),
+    "NaN under a matching checksum": _valid_checksum_but_nan,
+    "manifest missing, entry truncated": lambda p: (embed.manifest_path(p).unlink(),
+                                                    p.write_bytes(p.read_bytes()[:100])),
+    "manifest missing, entry NaN": lambda p: (embed.manifest_path(p).unlink(), _garbage_with_nan(p)),
+    "manifest garbage": lambda p: embed.manifest_path(p).write_text("{not json"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_cache_entry_is_reported_and_recomputed(fake_model, tmp_path, caplog, damage):
+  folder, calls = fake_model
+  cache = tmp_path / "cache"
+  first = _embed(folder, cache)
+  assert calls == [3] and embed.manifest_path(_entry(cache)).exists()
+  np.testing.assert_array_equal(_embed(folder, cache), first)    # a good entry is reused
+  assert calls == [3]
+  DAMAGE[damage](_entry(cache))
+  with caplog.at_level("WARNING", logger="jaxrec"):
+    again = _embed(folder, cache)
+  assert calls == [3, 3]                                            # recomputed
+  np.testing.assert_array_equal(again, first)
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1 and "damaged" in warnings[0] and "recomputing" in warnings[0]
+  assert embed.load_cached(_entry(cache), len(TEXTS)) is not None  # repaired on disk
+
+
+def test_damaged_partial_progress_starts_over(fake_model, tmp_path, caplog):
+  folder, calls = fake_model
+  cache = tmp_path / "cache"
+  cache.mkdir()
+  key = embed.cache_key(folder, TEXTS, "mean", 32, "float32")
+  stem = f"t-{folder.name}-{key}"
+  (cache / f"{stem}.partial.npy").write_bytes(b"")
+  np.save(cache / f"{stem}.partial-done.npy", np.ones(3, bool))
+  with caplog.at_level("WARNING", logger="jaxrec"):
+    table = _embed(folder, cache)
+  assert calls == [3] and table.shape == (3, 4)
+  assert any("partial progress" in r.getMessage() for r in caplog.records)
+  assert not (cache / f"{stem}.partial.npy").exists()
+
+
+def test_max_tokens_beyond_the_model_positions_is_an_error(fake_model, tmp_path):
+  folder, _ = fake_model
+  with pytest.raises(embed.JaxrecError, match="max_position_embeddings=64"):
+    embed.content_embeddings(TEXTS, model=str(folder), cache_dir=tmp_path, max_tokens=65,
+                             mesh=sharding.make_mesh(1))
+
+
+def test_entry_without_manifest_is_checked_and_adopted(fake_model, tmp_path, caplog):
+  """Caches written before manifests are not recomputed (hours of CEG for a large LLM)."""
+  folder, calls = fake_model
+  cache = tmp_path / "cache"
+  first = _embed(folder, cache)
+  embed.manifest_path(_entry(cache)).unlink()
+  with caplog.at_level("WARNING", logger="jaxrec"):
+    np.testing.assert_array_equal(_embed(folder, cache), first)
+  assert calls == [3]                                               # not recomputed
+  assert any("have no manifest" in r.getMessage() for r in caplog.records)
+  assert embed.manifest_path(_entry(cache)).exists()
+

@@ -1,0 +1,138 @@
+"""config.validate: every field has a rule, and each rule rejects what the code cannot run with."""
+
+import importlib.util
+
+import ml_collections
+import pytest
+
+from jaxrec import config as config_lib
+from jaxrec.errors import JaxrecError
+
+from test_main import ROOT
+
+# For every field: values it must reject (type_safe is off below, so wrong
+# types reach validate the way a hand-built config file could send them).
+BAD = {
+    "seed": [-1, 2**32, 1.5, "0"],
+    "data.kind": ["csv", ""],
+    "data.path": [3, None],
+    "data.name": [3],
+    "data.template": [None],
+    "data.max_text_chars": [0, -5],
+    "data.max_history": [0],
+    "data.target_len": [0],
+    "data.cut": ["first"],
+    "method": ["train", ""],
+    "data.window_stride": [-1, 1.5],
+    "data.pack": ["yes", 1],
+    "data.cold_items": [1.0, -0.1],
+    "data.cold_seed": [-1],
+    "ceg.history_max_tokens": [1, 0],
+    "ceg.history_item_chars": [0],
+    "model.share_towers": ["no"],
+    "model.normalize": [0],
+    "model.adapter": ["mlp"],
+    "model.adapter_experts": [0],
+    "model.adapter_dropout": [1.0, -0.5],
+    "model.fusion": ["add"],
+    "model.id_dropout": [1.0],
+    "model.id_init": ["zeros"],
+    "model.norm": ["mid"],
+    "model.init_std": [-0.02],
+    "model.head": ["none"],
+    "loss.objective": ["bpr"],
+    "loss.negatives": ["all"],
+    "loss.num_sampled": [0],
+    "loss.logq": [1],
+    "loss.full_chunk": [0],
+    "train.schedule": ["linear"],
+    "train.eval_every_epochs": [-1.0],
+    "train.patience": [-1],
+    "data.demo_users": [0],
+    "data.demo_items": [29, 0],
+    "ceg.model": ["", 3],
+    "ceg.pooling": ["max"],
+    "ceg.max_tokens": [0, 1],
+    "ceg.token_budget": [0, 100],          # 100 < max_tokens = 128
+    "ceg.dtype": ["float16"],
+    "ceg.cache_dir": [0],
+    "ceg.normalize": ["minmax"],
+    "model.item_input": ["words"],
+    "model.item_tower": ["twin"],
+    "model.d_model": [0, 63],              # 63 is not divisible by num_heads = 2
+    "model.num_layers": [0],
+    "model.num_heads": [0, -2, 3],         # 64 % 3 != 0
+    "model.mlp_dim": [0],
+    "model.d_out": [0],
+    "model.dropout": [1.0, 1.5, -0.1, float("nan")],
+    "loss.temperature": [0.0, -1.0, float("inf")],
+    "loss.learn_temperature": [1, "yes"],
+    "loss.max_logit_scale": [0.0, float("nan")],
+    "loss.mask_duplicates": [0],
+    "train.batch_size": [0],
+    "train.num_epochs": [0, 2.5],
+    "train.learning_rate": [0.0, -1e-3, float("nan")],
+    "train.warmup_frac": [-0.1, 1.5],
+    "train.weight_decay": [-1.0],
+    "train.grad_clip": [-1.0, float("inf")],
+    "train.eval_every": [0],
+    "train.log_every": [0],
+    "train.checkpoint": ["False"],
+    "eval.ks": [(), ("(10,abc)",), (0, 10), (10, 10), (10, 2.5), 10],
+    "eval.user_chunk": [0],
+    "eval.select": ["NDCG@20", "MRR@10", 10],
+    "mesh.num_devices": [0, -2],
+}
+
+
+def test_every_field_has_a_rule_and_a_bad_value_test():
+  fields = set(config_lib.flat_fields(config_lib.base_config()))
+  assert fields == set(config_lib.RULES)
+  assert fields == set(BAD)
+
+
+@pytest.mark.parametrize("name", ["demo", "office"])
+def test_shipped_configs_are_valid(name):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config_lib.validate(module.get_config())
+
+
+def _with(path: str, value) -> ml_collections.ConfigDict:
+  d = config_lib.base_config().to_dict()
+  section, _, key = path.rpartition(".")
+  (d[section] if section else d)[key] = value
+  return ml_collections.ConfigDict(d, type_safe=False)
+
+
+@pytest.mark.parametrize("path,value", [(p, v) for p, vs in BAD.items() for v in vs])
+def test_bad_value_is_one_clear_error(path, value):
+  with pytest.raises(JaxrecError) as e:
+    config_lib.validate(_with(path, value))
+  message = str(e.value)
+  assert "\n" not in message
+  # The message names the field at fault (or, for cross-field rules, the field it depends on).
+  key = path.rpartition(".")[2]
+  assert key in message, message
+
+
+def test_unknown_and_missing_fields_are_rejected():
+  d = config_lib.base_config().to_dict()
+  d["train"]["learning_rat"] = 1e-3
+  with pytest.raises(JaxrecError, match=r"config.train.learning_rat is not a jaxrec config field"):
+    config_lib.validate(ml_collections.ConfigDict(d))
+  d = config_lib.base_config().to_dict()
+  del d["eval"]["user_chunk"]
+  with pytest.raises(JaxrecError, match=r"config.eval.user_chunk is missing"):
+    config_lib.validate(ml_collections.ConfigDict(d))
+  with pytest.raises(JaxrecError, match="ConfigDict"):
+    config_lib.validate({"seed": 0})
+
+
+def test_good_edge_values_pass():
+  for path, value in [("seed", 2**32 - 1), ("model.dropout", 0.0), ("train.warmup_frac", 1.0),
+                      ("train.grad_clip", 0.0), ("eval.ks", (10,)), ("mesh.num_devices", -1),
+                      ("ceg.max_tokens", 2), ("ceg.token_budget", 128), ("data.demo_items", 30),
+                      ("eval.ks", [10, 50, 200])]:
+    config_lib.validate(_with(path, value))
