@@ -5,7 +5,8 @@
                    adapter (adapter dropout 0.2) + a learned ID initialised
                    from the content's PCA (sum fusion), next-item at every
                    position, full-catalogue softmax, tied item side, cosine
-                   logits at tau 0.05, SASRec's backbone with dropout 0.3.
+                   logits at tau 0.1, SASRec's backbone (post-LN, 2 layers,
+                   2 heads) at width 128 with dropout 0.3.
   content          the same, content only (no ID table): cold items are first-class.
   fusion           alias of the default, named for tables.
   paper            LEARN as published: content only, dense all-action InfoNCE
@@ -48,7 +49,9 @@ def get(variant: str = ""):
     c.model.adapter_dropout = 0.2
     c.model.id_init = "pca" if variant != "id" else "normal"   # the ID row must not see content
     c.model.dropout = 0.3
-    c.loss.temperature = 0.05
+    c.model.d_model = c.model.d_out = 128
+    c.model.mlp_dim = 512
+    c.loss.temperature = 0.1
     c.loss.learn_temperature = False
   elif variant == "sasrec":
     _next_item(c)
