@@ -1,4 +1,4 @@
-"""LlamaDecoder + load_hf_model against transformers' Llama/Qwen2/Mistral."""
+"""Decoder + load_hf_model against transformers' Llama/Mistral/Qwen2/Qwen3."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +7,7 @@ import pytest
 
 from jaxrec.errors import JaxrecError
 from jaxrec.llm import checkpoint
+from jaxrec.llm import decoder
 from jaxrec.llm import llama
 
 torch = pytest.importorskip("torch")
@@ -27,7 +28,16 @@ CONFIGS = {
         **TINY, attention_bias=True, mlp_bias=True, head_dim=8),
     "llama3_rope": lambda: transformers.LlamaConfig(
         **TINY, rope_theta=500.0, rope_scaling=dict(LLAMA3_ROPE)),
+    "llama_linear_rope": lambda: transformers.LlamaConfig(
+        **TINY, rope_scaling={"rope_type": "linear", "factor": 4.0}),
     "qwen2": lambda: transformers.Qwen2Config(**TINY),
+    "qwen2_window_upper_layers": lambda: transformers.Qwen2Config(
+        **TINY, use_sliding_window=True, sliding_window=3,
+        max_window_layers=1),
+    "qwen3_qk_norm": lambda: transformers.Qwen3Config(**TINY, head_dim=24),
+    "qwen3_window_bias": lambda: transformers.Qwen3Config(
+        **TINY, attention_bias=True, use_sliding_window=True,
+        sliding_window=4, max_window_layers=1),
     "mistral_window": lambda: transformers.MistralConfig(
         **TINY, sliding_window=3),
 }
@@ -82,7 +92,7 @@ def test_matches_torch(tmp_path, name):
 
   module, params, _ = checkpoint.load_hf_model(tmp_path)
 
-  assert isinstance(module, llama.LlamaDecoder)
+  assert isinstance(module, decoder.Decoder)
   assert checkpoint.param_count(params) == sum(
       p.numel() for p in ref.parameters())
   ids, mask = _padded_batch()
@@ -105,10 +115,11 @@ def test_llama3_inv_freq_matches_transformers():
   ref = _reference(CONFIGS["llama3_rope"]())
   hf = {"model_type": "llama", **ref.config.to_dict()}
 
-  ours = llama.rope_inv_freq(llama.LlamaConfig.from_hf(hf))
+  config = llama.from_hf(hf)
+  ours = config.rope.inv_freq(config.head_dim)
 
-  default = llama.rope_inv_freq(llama.LlamaConfig.from_hf(
-      {**hf, "rope_parameters": {"rope_theta": 500.0}}))
+  default = llama.from_hf({**hf, "rope_parameters": {"rope_theta": 500.0}})
+  default = default.rope.inv_freq(default.head_dim)
   np.testing.assert_allclose(ours, ref.rotary_emb.inv_freq.numpy(), rtol=1e-6)
   # Sanity: the scaling changes low frequencies and keeps the highest.
   assert ours[0] == default[0] and ours[-1] < default[-1]
@@ -158,18 +169,17 @@ def test_config_reads_transformers_v4_layout():
         "num_attention_heads": 4, "num_key_value_heads": 1,
         "head_dim": 32, "rope_theta": 500000.0, "rope_scaling": LLAMA3_ROPE}
 
-  config = llama.LlamaConfig.from_hf(hf)
+  config = llama.from_hf(hf)
 
   assert config.head_dim == 32 and config.num_key_value_heads == 1
-  assert config.rope_theta == 500000.0 and config.rope_type == "llama3"
-  assert config.rope_original_max_position_embeddings == 64
-  default = llama.LlamaConfig.from_hf({**hf, "rope_scaling": None,
-                                       "head_dim": None})
-  assert default.rope_type == "default" and default.head_dim == 16
+  assert config.rope.theta == 500000.0 and config.rope.type == "llama3"
+  assert config.rope.original_max_position_embeddings == 64
+  default = llama.from_hf({**hf, "rope_scaling": None, "head_dim": None})
+  assert default.rope.type == "default" and default.head_dim == 16
 
 
 @pytest.mark.parametrize("rope", [{"rope_type": "yarn", "factor": 4.0},
-                                  {"type": "linear", "factor": 2.0}])
+                                  {"type": "dynamic", "factor": 2.0}])
 def test_unsupported_rope_type_is_named(rope):
   hf = {"model_type": "llama", "vocab_size": 10, "hidden_size": 64,
         "intermediate_size": 96, "num_hidden_layers": 1,
@@ -177,9 +187,9 @@ def test_unsupported_rope_type_is_named(rope):
   kind = rope.get("rope_type", rope.get("type"))
 
   with pytest.raises(JaxrecError, match=f"unsupported rope type '{kind}'"):
-    llama.LlamaConfig.from_hf(hf)
+    llama.from_hf(hf)
 
 
 def test_config_missing_required_field():
   with pytest.raises(JaxrecError, match="qwen2 config lacks hidden_size"):
-    llama.LlamaConfig.from_hf({"model_type": "qwen2", "vocab_size": 10})
+    llama.from_hf({"model_type": "qwen2", "vocab_size": 10})
