@@ -200,10 +200,12 @@ def read_tensor(key: str, shape: tuple[int, ...], src: keys.Src,
   if src.transpose:
     shape = shape[::-1]
   if shape != tuple(want):
+    done = ["splitting"] * bool(src.split) + [
+        "transposing Linear weights"] * src.transpose
     raise JaxrecError(
-        f"tensor {key!r} in {where} has shape {shape} (after "
-        f"{'splitting, ' if src.split else ''}transposing Linear weights), "
-        f"expected {tuple(want)}")
+        f"tensor {key!r} in {where} has shape {shape}"
+        + (f" (after {', '.join(done)})" if done else "")
+        + f", expected {tuple(want)}")
   value = read(index)
   return value.T if src.transpose else value
 

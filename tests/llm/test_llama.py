@@ -9,11 +9,12 @@ from jaxrec.errors import JaxrecError
 from jaxrec.llm import checkpoint
 from jaxrec.llm import decoder
 from jaxrec.llm import llama
+import llm_parity
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-VOCAB = 99
+VOCAB = llm_parity.VOCAB
 TINY = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2,
             intermediate_size=96, max_position_embeddings=128)
@@ -43,46 +44,20 @@ CONFIGS = {
 }
 
 
-def _perturb_(model: "torch.nn.Module") -> None:
-  """Random biases and norm scales (init makes them 0 / 1)."""
-  gen = torch.Generator().manual_seed(1)
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "norm" in name and name.endswith("weight"):
-        p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-      elif name.endswith("bias"):
-        p.copy_(0.2 * torch.randn(p.shape, generator=gen))
-
-
 def _reference(config, make=transformers.AutoModel.from_config
                ) -> "torch.nn.Module":
   torch.manual_seed(0)
   model = make(config).eval()
-  _perturb_(model)
+  llm_parity.perturb_(model)
   return model
 
 
-def _padded_batch():
-  """Two right-padded rows of different lengths."""
-  rng = np.random.default_rng(0)
-  ids = rng.integers(1, VOCAB, size=(2, 10)).astype(np.int32)
-  mask = np.ones_like(ids)
-  mask[1, 6:] = 0
-  ids[1, 6:] = 0
-  return ids, mask
+_padded_batch = llm_parity.padded_batch
+_torch_hidden = llm_parity.torch_hidden
 
 
-def _torch_hidden(model, ids, mask) -> np.ndarray:
-  with torch.no_grad():
-    out = model(input_ids=torch.from_numpy(ids).long(),
-                attention_mask=torch.from_numpy(mask).long())
-  return out.last_hidden_state.numpy()
-
-
-def _assert_close_on_real(ours, ref, mask, atol=1e-4):
-  real = mask.astype(bool)
-  diff = np.abs(np.asarray(ours, np.float32)[real] - ref[real]).max()
-  assert diff <= atol, f"max abs diff {diff} > {atol}"
+def _assert_close_on_real(ours, ref, mask, atol=1e-4, label="llama"):
+  llm_parity.assert_close_on_real(ours, ref, mask, atol, label)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -98,7 +73,7 @@ def test_matches_torch(tmp_path, name):
   ids, mask = _padded_batch()
   ours = jax.jit(module.apply)({"params": params}, ids, mask)
   assert ours.shape == (2, 10, 64) and ours.dtype == jnp.float32
-  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask)
+  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask, label=name)
 
 
 def test_qwen2_has_qkv_bias_but_no_o_bias(tmp_path):
@@ -160,7 +135,8 @@ def test_bfloat16_compute_stays_close(tmp_path):
 
   ours = module.apply({"params": params}, ids, mask)
   assert ours.dtype == jnp.bfloat16
-  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask, atol=0.1)
+  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask, atol=0.1,
+                        label="llama bf16")
 
 
 def test_config_reads_transformers_v4_layout():
@@ -193,3 +169,32 @@ def test_unsupported_rope_type_is_named(rope):
 def test_config_missing_required_field():
   with pytest.raises(JaxrecError, match="qwen2 config lacks hidden_size"):
     llama.from_hf({"model_type": "qwen2", "vocab_size": 10})
+
+
+def _to_v4_layout(folder) -> dict:
+  """config.json as transformers v4 wrote it: rope_theta + rope_scaling."""
+  config = llm_parity.edit_config(folder)
+  rope = dict(config.pop("rope_parameters"))
+  theta = rope.pop("rope_theta")
+  scaling = rope if rope.get("rope_type", "default") != "default" else None
+  return llm_parity.edit_config(folder, drop=("rope_parameters",),
+                                rope_theta=theta, rope_scaling=scaling)
+
+
+@pytest.mark.parametrize("name", ["llama3_rope", "llama_linear_rope",
+                                  "mistral_window"])
+def test_transformers_v4_config_layout_loads_the_same(tmp_path, name):
+  ref = _reference(CONFIGS[name]())
+  ref.save_pretrained(tmp_path)
+  assert "rope_parameters" in llm_parity.edit_config(tmp_path)  # v5 layout
+  v5 = llama.from_hf(llm_parity.edit_config(tmp_path))
+
+  v4_json = _to_v4_layout(tmp_path)
+  module, params, _ = checkpoint.load_hf_model(tmp_path)
+
+  assert "rope_parameters" not in v4_json and "rope_theta" in v4_json
+  assert module.config == v5
+  ids, mask = _padded_batch()
+  _assert_close_on_real(module.apply({"params": params}, ids, mask),
+                        _torch_hidden(ref, ids, mask), mask,
+                        label=f"{name} v4 config")
