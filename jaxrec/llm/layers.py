@@ -53,7 +53,9 @@ class Rope:
   """Rotary position embedding settings (HF `rope_parameters`).
 
   `factor` applies to "linear" (positions divided by it) and "llama3"; the
-  other scaling fields only to "llama3".
+  other scaling fields only to "llama3". `freq_factors` divides each inverse
+  frequency by its own factor, as llama.cpp's `rope_freqs` tensor (how GGUF
+  files store Llama 3.1's scaling).
   """
 
   theta: float = 10000.0
@@ -62,6 +64,7 @@ class Rope:
   low_freq_factor: float = 1.0
   high_freq_factor: float = 4.0
   original_max_position_embeddings: int = 8192
+  freq_factors: tuple[float, ...] = ()
 
   def __post_init__(self):
     if self.type not in ROPE_TYPES:
@@ -106,16 +109,26 @@ class Rope:
   def inv_freq(self, head_dim: int) -> np.ndarray:
     """Inverse frequencies [head_dim // 2], as transformers computes them.
 
-    Float32 arithmetic on purpose: it reproduces HF's rounding, which matters
-    at large positions.
+    Float32 on purpose, to reproduce HF's values bit for bit (they matter at
+    large positions, and a deep model amplifies last-bit differences): a
+    float32 exponent, theta ** exponent rounded to float32 (torch's float32
+    pow is correctly rounded in all but rare cases), its float32 reciprocal.
     """
     exponent = np.arange(0, head_dim, 2, dtype=np.int64).astype(
-        np.float32) / head_dim
-    inv_freq = (1.0 / (np.float32(self.theta) ** exponent)).astype(np.float32)
+        np.float32) / np.float32(head_dim)
+    power = (np.float64(self.theta) ** exponent.astype(np.float64)).astype(
+        np.float32)
+    inv_freq = (np.float32(1.0) / power).astype(np.float32)
     if self.type == "linear":
       inv_freq = (inv_freq / np.float32(self.factor)).astype(np.float32)
     elif self.type == "llama3":
       inv_freq = self._llama3(inv_freq)
+    if self.freq_factors:
+      if len(self.freq_factors) != len(inv_freq):
+        raise JaxrecError(f"{len(self.freq_factors)} rope frequency factors "
+                          f"for head_dim {head_dim}; need {len(inv_freq)}")
+      inv_freq = (inv_freq / np.asarray(self.freq_factors, np.float32)).astype(
+          np.float32)
     return inv_freq
 
   def _llama3(self, inv_freq: np.ndarray) -> np.ndarray:
@@ -137,9 +150,11 @@ class Rope:
 
 def rope_cos_sin(inv_freq: np.ndarray, length: int,
                  dtype: DType) -> tuple[Array, Array]:
-  """cos/sin tables [T, head_dim] for positions 0..length-1, made in fp32."""
-  positions = jnp.arange(length, dtype=jnp.float32)
-  freqs = positions[:, None] * jnp.asarray(inv_freq)[None, :]
+  """cos/sin tables [T, head_dim] for positions 0..length-1, made in fp32
+  (as transformers), or float64 when that is the dtype."""
+  acc = jnp.promote_types(dtype, jnp.float32)
+  positions = jnp.arange(length, dtype=acc)
+  freqs = positions[:, None] * jnp.asarray(inv_freq, acc)[None, :]
   emb = jnp.concatenate([freqs, freqs], axis=-1)
   return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
 
@@ -216,7 +231,7 @@ def attention_mask(attention_mask: Array, causal: bool = True,
 
 
 class RMSNorm(nn.Module):
-  """RMSNorm over the last axis, computed in float32.
+  """RMSNorm over the last axis, computed in float32 (or float64 if given).
 
   Llama style (`unit_offset=False`): x / rms cast to the activation dtype,
   then times `scale`. Gemma style (`unit_offset=True`): times (1 + scale) in
@@ -232,11 +247,12 @@ class RMSNorm(nn.Module):
   def __call__(self, x: Array) -> Array:
     init = nn.initializers.zeros if self.unit_offset else nn.initializers.ones
     scale = self.param("scale", init, (x.shape[-1],), self.param_dtype)
-    x32 = x.astype(jnp.float32)
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    x32 = x.astype(acc)
     x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, -1, keepdims=True) +
                               self.epsilon)
     if self.unit_offset:
-      return (x32 * (1.0 + scale.astype(jnp.float32))).astype(self.dtype)
+      return (x32 * (1.0 + scale.astype(acc))).astype(self.dtype)
     return scale.astype(self.dtype) * x32.astype(self.dtype)
 
 
@@ -246,20 +262,22 @@ def softcapped_attention(q: Array, k: Array, v: Array, mask: Array,
   """Explicit grouped-query attention with optional logit soft-capping.
 
   q [B, T, N, D], k/v [B, S, K, D] with N a multiple of K; mask [B, 1, T, S]
-  boolean; bias broadcastable to [B, N, T, S]. Logits, softmax in float32;
+  boolean; bias broadcastable to [B, N, T, S]. Logits, softmax in float32
+  (float64 for float64 inputs);
   softcap as Gemma 2: cap * tanh(logits / cap) before bias and mask.
   """
   b, t, n, d = q.shape
   kv = k.shape[2]
+  acc = jnp.promote_types(q.dtype, jnp.float32)
   qg = q.reshape(b, t, kv, n // kv, d)
   logits = jnp.einsum("btkgd,bskd->bkgts", qg, k,
-                      preferred_element_type=jnp.float32) * scale
+                      preferred_element_type=acc) * scale
   logits = logits.reshape(b, n, t, -1)
   if softcap is not None:
     logits = softcap * jnp.tanh(logits / softcap)
   if bias is not None:
-    logits = logits + bias.astype(jnp.float32)
-  logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    logits = logits + bias.astype(acc)
+  logits = jnp.where(mask, logits, jnp.finfo(acc).min)
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
   probs = probs.reshape(b, kv, n // kv, t, -1)
   out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
@@ -269,9 +287,13 @@ def softcapped_attention(q: Array, k: Array, v: Array, mask: Array,
 def attend(q: Array, k: Array, v: Array, mask: Array, *,
            bias: Array | None = None, scale: float | None = None,
            softcap: float | None = None) -> Array:
-  """Multi-head attention core; `jax.nn.dot_product_attention` unless capped."""
+  """Multi-head attention core; `jax.nn.dot_product_attention` unless capped.
+
+  The explicit path also serves float64 (reference checks), because
+  `jax.nn.dot_product_attention` always takes its softmax in float32.
+  """
   scale = q.shape[-1] ** -0.5 if scale is None else scale
-  if softcap is not None:
+  if softcap is not None or q.dtype == jnp.float64:
     return softcapped_attention(q, k, v, mask, bias, scale, softcap)
   # Handles GQA natively (query head h uses kv head h // group), fp32 softmax.
   if bias is not None:

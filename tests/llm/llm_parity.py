@@ -4,6 +4,7 @@ a right-padded batch, and the max abs difference over real tokens."""
 import json
 import pathlib
 
+import jax.numpy as jnp
 import numpy as np
 
 VOCAB = 99
@@ -41,7 +42,9 @@ def torch_hidden(model, ids, mask) -> np.ndarray:
 
 def max_diff_on_real(ours, ref, mask) -> float:
   real = mask.astype(bool)
-  return float(np.abs(np.asarray(ours, np.float32)[real] - ref[real]).max())
+  ours = np.asarray(np.asarray(ours, np.float32) if ours.dtype == jnp.bfloat16
+                    else ours, np.float64)
+  return float(np.abs(ours[real] - np.asarray(ref, np.float64)[real]).max())
 
 
 def assert_close_on_real(ours, ref, mask, atol=1e-4, label=""):
