@@ -1,7 +1,9 @@
 """Loads Hugging Face safetensors checkpoints into jaxrec's Flax LLMs.
 
 Only local folders are read (config.json + model.safetensors or a sharded
-model.safetensors.index.json); nothing is downloaded. Every parameter the
+model.safetensors.index.json); nothing is downloaded. The model family is
+picked by `model_type` (`FAMILIES`); each family module supplies its config
+reader and weight-name map. `.gguf` files go to `gguf_checkpoint`. Every parameter the
 Flax module expects must be found with the right shape, so a wrong or
 truncated checkpoint fails loudly here rather than as garbage embeddings.
 """
@@ -100,7 +102,7 @@ def build_model(hf_config: Mapping[str, Any], dtype: Any = jnp.float32,
           family.prefixes)
 
 
-def _expected_shapes(module: nn.Module) -> dict[tuple[str, ...], Any]:
+def expected_shapes(module: nn.Module) -> dict[tuple[str, ...], Any]:
   """Shapes/dtypes of the module's params, without allocating them."""
   ids = jnp.zeros((1, 1), jnp.int32)
   variables = jax.eval_shape(module.init, jax.random.key(0), ids, ids)
@@ -125,7 +127,7 @@ def _resolve(key: str, available: Mapping[str, Any]) -> str | None:
   return None
 
 
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+def unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
   tree: dict[str, Any] = {}
   for path, value in flat.items():
     node = tree
@@ -149,7 +151,7 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
                 prefixes: tuple[str, ...], param_dtype: Any = jnp.float32
                 ) -> dict[str, Any]:
   """Reads, validates, transposes and casts the params `module` expects."""
-  expected = _expected_shapes(module)
+  expected = expected_shapes(module)
   if set(expected) != set(key_map):
     raise JaxrecError(  # A bug in jaxrec, not in the checkpoint.
         f"internal key map mismatch for {type(module).__name__}: "
@@ -177,7 +179,7 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
                             expected[path].shape, tensor.__getitem__,
                             where=file.name)
         params[path] = value.astype(param_dtype)
-  return _unflatten(params)
+  return unflatten(params)
 
 
 def read_tensor(key: str, shape: tuple[int, ...], src: keys.Src,
@@ -213,11 +215,13 @@ def read_tensor(key: str, shape: tuple[int, ...], src: keys.Src,
 def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
                   param_dtype: Any = jnp.float32
                   ) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-  """Loads a local Hugging Face model folder as a Flax module and params.
+  """Loads a local Hugging Face model folder (or GGUF file) as Flax module + params.
 
   Args:
     path: folder with config.json and model.safetensors (or a sharded
-      model.safetensors.index.json), as written by `save_pretrained`.
+      model.safetensors.index.json), as written by `save_pretrained`; or a
+      llama.cpp `.gguf` file (see `gguf_checkpoint`), whose metadata then
+      stands in for hf_config.
     dtype: activation dtype of the returned module.
     param_dtype: dtype the params are cast to.
 
@@ -229,6 +233,9 @@ def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
     JaxrecError: missing files, unsupported model_type, or a checkpoint whose
       tensors are missing or have the wrong shape.
   """
+  from jaxrec.llm import gguf_checkpoint  # pylint: disable=g-import-not-at-top
+  if gguf_checkpoint.is_gguf(path):
+    return gguf_checkpoint.load_gguf_model(path, dtype, param_dtype)
   hf_config = read_hf_config(path)
   module, key_map, prefixes = build_model(hf_config, dtype, param_dtype)
   params = load_params(path, module, key_map, prefixes, param_dtype)
