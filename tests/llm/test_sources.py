@@ -88,3 +88,11 @@ def test_content_embeddings_with_smollm2(tmp_path):
   again = embed.content_embeddings(TEXTS, model="smollm2", mesh=mesh,
                                    cache_dir=tmp_path, label="office")
   np.testing.assert_array_equal(again, table)
+
+
+def test_office_smollm2_recipe_selects_the_llm():
+  from jaxrec import recipes  # pylint: disable=g-import-not-at-top
+  smollm2, learn = recipes.get("smollm2"), recipes.get("learn")
+  assert smollm2.ceg.model == "smollm2" and learn.ceg.model == "minilm"
+  smollm2.ceg.model = "minilm"
+  assert smollm2.to_json() == learn.to_json()  # Nothing else differs.
