@@ -6,7 +6,7 @@ needed. Module and parameter names are chosen so that `key_map` below maps
 Hugging Face keys onto them one to one.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 import dataclasses
 import functools
 from typing import Any
@@ -17,17 +17,13 @@ import jax.numpy as jnp
 
 from jaxrec.errors import JaxrecError
 from jaxrec.llm import keys
+from jaxrec.llm import layers
 
 Array = jax.Array
 DType = Any
 
-# HF `ACT2FN` names -> JAX functions. "gelu" in HF is the exact (erf) form.
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
-    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
-    "relu": jax.nn.relu,
-}
+# HF `ACT2FN` names -> JAX functions (shared with the decoders).
+ACTIVATIONS = layers.ACTIVATIONS
 
 
 @dataclasses.dataclass(frozen=True)

