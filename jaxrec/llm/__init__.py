@@ -1,4 +1,5 @@
-"""Frozen LLM encoders (BERT, Llama, Mistral, Qwen2) from HF checkpoints."""
+"""Frozen LLM encoders (BERT; Llama, Mistral, Qwen2/3, Gemma 1-3, Baichuan2
+decoders) from HF safetensors or llama.cpp GGUF checkpoints."""
 
 from typing import Any
 

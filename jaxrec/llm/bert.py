@@ -2,11 +2,11 @@
 
 Inference only (no dropout, no pooler): jaxrec uses BERT-family models such as
 all-MiniLM-L6-v2 as frozen content encoders, so only `last_hidden_state` is
-needed. Module and parameter names are chosen so that `checkpoint.py` can map
+needed. Module and parameter names are chosen so that `key_map` below maps
 Hugging Face keys onto them one to one.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 import dataclasses
 import functools
 from typing import Any
@@ -16,17 +16,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxrec.errors import JaxrecError
+from jaxrec.llm import keys
+from jaxrec.llm import layers
 
 Array = jax.Array
 DType = Any
 
-# HF `ACT2FN` names -> JAX functions. "gelu" in HF is the exact (erf) form.
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),
-    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
-    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
-    "relu": jax.nn.relu,
-}
+# HF `ACT2FN` names -> JAX functions (shared with the decoders).
+ACTIVATIONS = layers.ACTIVATIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,3 +187,34 @@ class BertEncoder(nn.Module):
     for i in range(cfg.num_hidden_layers):
       x = BertLayer(cfg, name=f"layer_{i}", **kw)(x, mask)
     return x
+
+
+def key_map(config: BertConfig) -> keys.KeyMap:
+  """Flax `BertEncoder` params <- HF `BertModel` state dict keys."""
+  out: keys.KeyMap = {}
+  for name in ("word_embeddings", "position_embeddings",
+               "token_type_embeddings"):
+    out |= keys.embed(("embeddings", name), f"embeddings.{name}")
+  out |= keys.layer_norm(("embeddings", "layer_norm"), "embeddings.LayerNorm")
+  for i in range(config.num_hidden_layers):
+    ours, hf = (f"layer_{i}",), f"encoder.layer.{i}"
+    for name in ("query", "key", "value"):
+      out |= keys.dense(ours + ("attention", name),
+                        f"{hf}.attention.self.{name}")
+    out |= keys.dense(ours + ("attention", "output"),
+                      f"{hf}.attention.output.dense")
+    out |= keys.layer_norm(ours + ("attention_norm",),
+                           f"{hf}.attention.output.LayerNorm")
+    out |= keys.dense(ours + ("intermediate",), f"{hf}.intermediate.dense")
+    out |= keys.dense(ours + ("output",), f"{hf}.output.dense")
+    out |= keys.layer_norm(ours + ("output_norm",), f"{hf}.output.LayerNorm")
+  return out
+
+
+def _module(config: BertConfig, dtype: DType, param_dtype: DType
+            ) -> BertEncoder:
+  return BertEncoder(config, dtype=dtype, param_dtype=param_dtype)
+
+
+FAMILY = keys.Family("bert", ("bert",), BertConfig.from_hf, _module, key_map,
+                     ("", "bert."))

@@ -1,12 +1,14 @@
 """Loads Hugging Face safetensors checkpoints into jaxrec's Flax LLMs.
 
 Only local folders are read (config.json + model.safetensors or a sharded
-model.safetensors.index.json); nothing is downloaded. Every parameter the
+model.safetensors.index.json); nothing is downloaded. The model family is
+picked by `model_type` (`FAMILIES`); each family module supplies its config
+reader and weight-name map. `.gguf` files go to `gguf_checkpoint`. Every parameter the
 Flax module expects must be found with the right shape, so a wrong or
 truncated checkpoint fails loudly here rather than as garbage embeddings.
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 import json
 import os
 import pathlib
@@ -18,76 +20,24 @@ import jax.numpy as jnp
 from safetensors import safe_open
 
 from jaxrec.errors import JaxrecError
+from jaxrec.llm import baichuan
 from jaxrec.llm import bert
+from jaxrec.llm import gemma
+from jaxrec.llm import keys
 from jaxrec.llm import llama
+from jaxrec.llm.keys import KeyMap
 
-# Flax param path -> (HF key without model prefix, transpose torch Linear?).
-KeyMap = dict[tuple[str, ...], tuple[str, bool]]
-
-SUPPORTED_MODEL_TYPES = ("bert",) + llama.MODEL_TYPES
+# model_type -> family (config reader, module, key map), one module each.
+FAMILIES: dict[str, keys.Family] = {
+    t: f for f in (bert.FAMILY, llama.FAMILY, gemma.FAMILY, baichuan.FAMILY)
+    for t in f.model_types}
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 _CONFIG = "config.json"
 _SINGLE = "model.safetensors"
 _INDEX = "model.safetensors.index.json"
 # Very old BERT checkpoints (converted from TF) name LayerNorm params this way.
 _ALIASES = {"LayerNorm.weight": "LayerNorm.gamma",
             "LayerNorm.bias": "LayerNorm.beta"}
-
-
-def _dense(flax_path: tuple[str, ...], hf_prefix: str,
-           bias: bool = True) -> KeyMap:
-  out = {flax_path + ("kernel",): (f"{hf_prefix}.weight", True)}
-  if bias:
-    out[flax_path + ("bias",)] = (f"{hf_prefix}.bias", False)
-  return out
-
-
-def _layer_norm(flax_path: tuple[str, ...], hf_prefix: str) -> KeyMap:
-  return {flax_path + ("scale",): (f"{hf_prefix}.weight", False),
-          flax_path + ("bias",): (f"{hf_prefix}.bias", False)}
-
-
-def _embed(flax_path: tuple[str, ...], hf_prefix: str) -> KeyMap:
-  return {flax_path + ("embedding",): (f"{hf_prefix}.weight", False)}
-
-
-def bert_key_map(config: bert.BertConfig) -> KeyMap:
-  """Flax `BertEncoder` params <- HF `BertModel` state dict keys."""
-  keys: KeyMap = {}
-  for name in ("word_embeddings", "position_embeddings",
-               "token_type_embeddings"):
-    keys |= _embed(("embeddings", name), f"embeddings.{name}")
-  keys |= _layer_norm(("embeddings", "layer_norm"), "embeddings.LayerNorm")
-  for i in range(config.num_hidden_layers):
-    ours, hf = (f"layer_{i}",), f"encoder.layer.{i}"
-    for name in ("query", "key", "value"):
-      keys |= _dense(ours + ("attention", name), f"{hf}.attention.self.{name}")
-    keys |= _dense(ours + ("attention", "output"),
-                   f"{hf}.attention.output.dense")
-    keys |= _layer_norm(ours + ("attention_norm",),
-                        f"{hf}.attention.output.LayerNorm")
-    keys |= _dense(ours + ("intermediate",), f"{hf}.intermediate.dense")
-    keys |= _dense(ours + ("output",), f"{hf}.output.dense")
-    keys |= _layer_norm(ours + ("output_norm",), f"{hf}.output.LayerNorm")
-  return keys
-
-
-def llama_key_map(config: llama.LlamaConfig) -> KeyMap:
-  """Flax `LlamaDecoder` params <- HF `LlamaModel` state dict keys."""
-  keys: KeyMap = _embed(("embed_tokens",), "embed_tokens")
-  keys[("norm", "scale")] = ("norm.weight", False)
-  for i in range(config.num_hidden_layers):
-    ours, hf = (f"layers_{i}",), f"layers.{i}"
-    for name in ("input_layernorm", "post_attention_layernorm"):
-      keys[ours + (name, "scale")] = (f"{hf}.{name}.weight", False)
-    for name in ("q_proj", "k_proj", "v_proj"):
-      keys |= _dense(ours + ("self_attn", name), f"{hf}.self_attn.{name}",
-                     config.qkv_bias)
-    keys |= _dense(ours + ("self_attn", "o_proj"), f"{hf}.self_attn.o_proj",
-                   config.o_bias)
-    for name in ("gate_proj", "up_proj", "down_proj"):
-      keys |= _dense(ours + ("mlp", name), f"{hf}.mlp.{name}",
-                     config.mlp_bias)
-  return keys
 
 
 def read_hf_config(folder: str | os.PathLike) -> dict[str, Any]:
@@ -130,24 +80,29 @@ def safetensors_files(folder: str | os.PathLike) -> dict[str, pathlib.Path]:
     return {key: single for key in f.keys()}
 
 
+def family_of(hf_config: Mapping[str, Any]) -> keys.Family:
+  """The family that reads this config.json, or a one-line JaxrecError."""
+  model_type = hf_config.get("model_type")
+  if model_type not in FAMILIES:
+    arch = hf_config.get("architectures")
+    raise JaxrecError(
+        f"unsupported model_type {model_type!r}"
+        + (f" (architectures {arch})" if arch else "")
+        + f"; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+  return FAMILIES[model_type]
+
+
 def build_model(hf_config: Mapping[str, Any], dtype: Any = jnp.float32,
                 param_dtype: Any = jnp.float32) -> tuple[nn.Module, KeyMap,
                                                          tuple[str, ...]]:
   """(module, key map, HF key prefixes to try) for a config.json dict."""
-  model_type = hf_config.get("model_type")
-  if model_type == "bert":
-    config = bert.BertConfig.from_hf(hf_config)
-    module = bert.BertEncoder(config, dtype=dtype, param_dtype=param_dtype)
-    return module, bert_key_map(config), ("", "bert.")
-  if model_type in llama.MODEL_TYPES:
-    config = llama.LlamaConfig.from_hf(hf_config)
-    module = llama.LlamaDecoder(config, dtype=dtype, param_dtype=param_dtype)
-    return module, llama_key_map(config), ("model.", "")
-  raise JaxrecError(f"unsupported model_type {model_type!r}; supported: "
-                    f"{', '.join(SUPPORTED_MODEL_TYPES)}")
+  family = family_of(hf_config)
+  config = family.from_hf(hf_config)
+  return (family.module(config, dtype, param_dtype), family.key_map(config),
+          family.prefixes)
 
 
-def _expected_shapes(module: nn.Module) -> dict[tuple[str, ...], Any]:
+def expected_shapes(module: nn.Module) -> dict[tuple[str, ...], Any]:
   """Shapes/dtypes of the module's params, without allocating them."""
   ids = jnp.zeros((1, 1), jnp.int32)
   variables = jax.eval_shape(module.init, jax.random.key(0), ids, ids)
@@ -158,7 +113,7 @@ def _expected_shapes(module: nn.Module) -> dict[tuple[str, ...], Any]:
 def _pick_prefix(available: Mapping[str, Any], key_map: KeyMap,
                  prefixes: tuple[str, ...]) -> str:
   """The model prefix (e.g. 'bert.', 'model.') under which most keys exist."""
-  hits = {p: sum(p + k in available for k, _ in key_map.values())
+  hits = {p: sum(p + src.key in available for src in key_map.values())
           for p in prefixes}
   return max(prefixes, key=lambda p: hits[p])
 
@@ -172,7 +127,7 @@ def _resolve(key: str, available: Mapping[str, Any]) -> str | None:
   return None
 
 
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+def unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
   tree: dict[str, Any] = {}
   for path, value in flat.items():
     node = tree
@@ -196,7 +151,7 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
                 prefixes: tuple[str, ...], param_dtype: Any = jnp.float32
                 ) -> dict[str, Any]:
   """Reads, validates, transposes and casts the params `module` expects."""
-  expected = _expected_shapes(module)
+  expected = expected_shapes(module)
   if set(expected) != set(key_map):
     raise JaxrecError(  # A bug in jaxrec, not in the checkpoint.
         f"internal key map mismatch for {type(module).__name__}: "
@@ -204,10 +159,10 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
   files = safetensors_files(folder)
   prefix = _pick_prefix(files, key_map, prefixes)
   wanted, missing = {}, []
-  for path, (key, _) in key_map.items():
-    found = _resolve(prefix + key, files)
+  for path, src in key_map.items():
+    found = _resolve(prefix + src.key, files)
     if found is None:
-      missing.append(prefix + key)
+      missing.append(prefix + src.key)
     else:
       wanted[path] = found
   if missing:
@@ -219,27 +174,54 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
     # framework="flax" because numpy has no bfloat16.
     with safe_open(file, framework="flax") as f:
       for path, key in group.items():
-        shape = tuple(f.get_slice(key).get_shape())
-        if key_map[path][1]:
-          shape = shape[::-1]
-        if shape != expected[path].shape:
-          raise JaxrecError(
-              f"tensor {key!r} in {file.name} has shape {shape} (after "
-              f"transposing Linear weights), expected {expected[path].shape}")
-        value = f.get_tensor(key)
-        params[path] = (value.T if key_map[path][1] else value).astype(
-            param_dtype)
-  return _unflatten(params)
+        tensor = f.get_slice(key)
+        value = read_tensor(key, tuple(tensor.get_shape()), key_map[path],
+                            expected[path].shape, tensor.__getitem__,
+                            where=file.name)
+        params[path] = value.astype(param_dtype)
+  return unflatten(params)
+
+
+def read_tensor(key: str, shape: tuple[int, ...], src: keys.Src,
+                want: tuple[int, ...], read: Callable[[Any], Any],
+                where: str) -> Any:
+  """Reads (the block `src.split` of) a tensor, checked and transposed.
+
+  `read(index)` returns `tensor[index]`; only the block is read.
+  """
+  index: Any = slice(None)
+  if src.split is not None:
+    i, n = src.split
+    if shape and shape[0] % n == 0:
+      block = shape[0] // n
+      shape = (block,) + shape[1:]
+      index = slice(i * block, (i + 1) * block)
+    else:
+      raise JaxrecError(f"tensor {key!r} in {where} has shape {shape}, whose "
+                        f"first axis does not split into {n} equal blocks")
+  if src.transpose:
+    shape = shape[::-1]
+  if shape != tuple(want):
+    done = ["splitting"] * bool(src.split) + [
+        "transposing Linear weights"] * src.transpose
+    raise JaxrecError(
+        f"tensor {key!r} in {where} has shape {shape}"
+        + (f" (after {', '.join(done)})" if done else "")
+        + f", expected {tuple(want)}")
+  value = read(index)
+  return value.T if src.transpose else value
 
 
 def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
                   param_dtype: Any = jnp.float32
                   ) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-  """Loads a local Hugging Face model folder as a Flax module and params.
+  """Loads a local Hugging Face model folder (or GGUF file) as Flax module + params.
 
   Args:
     path: folder with config.json and model.safetensors (or a sharded
-      model.safetensors.index.json), as written by `save_pretrained`.
+      model.safetensors.index.json), as written by `save_pretrained`; or a
+      llama.cpp `.gguf` file (see `gguf_checkpoint`), whose metadata then
+      stands in for hf_config.
     dtype: activation dtype of the returned module.
     param_dtype: dtype the params are cast to.
 
@@ -251,6 +233,9 @@ def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
     JaxrecError: missing files, unsupported model_type, or a checkpoint whose
       tensors are missing or have the wrong shape.
   """
+  from jaxrec.llm import gguf_checkpoint  # pylint: disable=g-import-not-at-top
+  if gguf_checkpoint.is_gguf(path):
+    return gguf_checkpoint.load_gguf_model(path, dtype, param_dtype)
   hf_config = read_hf_config(path)
   module, key_map, prefixes = build_model(hf_config, dtype, param_dtype)
   params = load_params(path, module, key_map, prefixes, param_dtype)

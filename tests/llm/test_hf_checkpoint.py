@@ -49,8 +49,20 @@ def test_unparsable_config(tmp_path):
 
 
 def test_unsupported_model_type(tiny_bert):
-  _edit_config(tiny_bert, model_type="gpt2")
-  with pytest.raises(JaxrecError, match="unsupported model_type 'gpt2'"):
+  _edit_config(tiny_bert, model_type="gpt2", architectures=["GPT2LMHeadModel"])
+  with pytest.raises(JaxrecError, match="unsupported model_type 'gpt2'") as e:
+    checkpoint.load_hf_model(tiny_bert)
+  message = str(e.value)
+  assert "\n" not in message and "GPT2LMHeadModel" in message
+  for supported in ("bert", "llama", "mistral", "qwen2", "qwen3", "gemma2",
+                    "gemma3_text", "gemma3", "baichuan"):
+    assert f" {supported}," in message + ","
+
+
+def test_missing_model_type(tiny_bert):
+  _edit_config(tiny_bert, model_type=None)
+  with pytest.raises(JaxrecError, match=r"unsupported model_type None .*"
+                     "supported: bert, "):
     checkpoint.load_hf_model(tiny_bert)
 
 

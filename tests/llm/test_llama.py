@@ -1,4 +1,4 @@
-"""LlamaDecoder + load_hf_model against transformers' Llama/Qwen2/Mistral."""
+"""Decoder + load_hf_model against transformers' Llama/Mistral/Qwen2/Qwen3."""
 
 import jax
 import jax.numpy as jnp
@@ -7,12 +7,14 @@ import pytest
 
 from jaxrec.errors import JaxrecError
 from jaxrec.llm import checkpoint
+from jaxrec.llm import decoder
 from jaxrec.llm import llama
+import llm_parity
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-VOCAB = 99
+VOCAB = llm_parity.VOCAB
 TINY = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2,
             intermediate_size=96, max_position_embeddings=128)
@@ -27,52 +29,35 @@ CONFIGS = {
         **TINY, attention_bias=True, mlp_bias=True, head_dim=8),
     "llama3_rope": lambda: transformers.LlamaConfig(
         **TINY, rope_theta=500.0, rope_scaling=dict(LLAMA3_ROPE)),
+    "llama_linear_rope": lambda: transformers.LlamaConfig(
+        **TINY, rope_scaling={"rope_type": "linear", "factor": 4.0}),
     "qwen2": lambda: transformers.Qwen2Config(**TINY),
+    "qwen2_window_upper_layers": lambda: transformers.Qwen2Config(
+        **TINY, use_sliding_window=True, sliding_window=3,
+        max_window_layers=1),
+    "qwen3_qk_norm": lambda: transformers.Qwen3Config(**TINY, head_dim=24),
+    "qwen3_window_bias": lambda: transformers.Qwen3Config(
+        **TINY, attention_bias=True, use_sliding_window=True,
+        sliding_window=4, max_window_layers=1),
     "mistral_window": lambda: transformers.MistralConfig(
         **TINY, sliding_window=3),
 }
-
-
-def _perturb_(model: "torch.nn.Module") -> None:
-  """Random biases and norm scales (init makes them 0 / 1)."""
-  gen = torch.Generator().manual_seed(1)
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      if "norm" in name and name.endswith("weight"):
-        p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-      elif name.endswith("bias"):
-        p.copy_(0.2 * torch.randn(p.shape, generator=gen))
 
 
 def _reference(config, make=transformers.AutoModel.from_config
                ) -> "torch.nn.Module":
   torch.manual_seed(0)
   model = make(config).eval()
-  _perturb_(model)
+  llm_parity.perturb_(model)
   return model
 
 
-def _padded_batch():
-  """Two right-padded rows of different lengths."""
-  rng = np.random.default_rng(0)
-  ids = rng.integers(1, VOCAB, size=(2, 10)).astype(np.int32)
-  mask = np.ones_like(ids)
-  mask[1, 6:] = 0
-  ids[1, 6:] = 0
-  return ids, mask
+_padded_batch = llm_parity.padded_batch
+_torch_hidden = llm_parity.torch_hidden
 
 
-def _torch_hidden(model, ids, mask) -> np.ndarray:
-  with torch.no_grad():
-    out = model(input_ids=torch.from_numpy(ids).long(),
-                attention_mask=torch.from_numpy(mask).long())
-  return out.last_hidden_state.numpy()
-
-
-def _assert_close_on_real(ours, ref, mask, atol=1e-4):
-  real = mask.astype(bool)
-  diff = np.abs(np.asarray(ours, np.float32)[real] - ref[real]).max()
-  assert diff <= atol, f"max abs diff {diff} > {atol}"
+def _assert_close_on_real(ours, ref, mask, atol=1e-4, label="llama"):
+  llm_parity.assert_close_on_real(ours, ref, mask, atol, label)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -82,13 +67,13 @@ def test_matches_torch(tmp_path, name):
 
   module, params, _ = checkpoint.load_hf_model(tmp_path)
 
-  assert isinstance(module, llama.LlamaDecoder)
+  assert isinstance(module, decoder.Decoder)
   assert checkpoint.param_count(params) == sum(
       p.numel() for p in ref.parameters())
   ids, mask = _padded_batch()
   ours = jax.jit(module.apply)({"params": params}, ids, mask)
   assert ours.shape == (2, 10, 64) and ours.dtype == jnp.float32
-  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask)
+  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask, label=name)
 
 
 def test_qwen2_has_qkv_bias_but_no_o_bias(tmp_path):
@@ -105,10 +90,11 @@ def test_llama3_inv_freq_matches_transformers():
   ref = _reference(CONFIGS["llama3_rope"]())
   hf = {"model_type": "llama", **ref.config.to_dict()}
 
-  ours = llama.rope_inv_freq(llama.LlamaConfig.from_hf(hf))
+  config = llama.from_hf(hf)
+  ours = config.rope.inv_freq(config.head_dim)
 
-  default = llama.rope_inv_freq(llama.LlamaConfig.from_hf(
-      {**hf, "rope_parameters": {"rope_theta": 500.0}}))
+  default = llama.from_hf({**hf, "rope_parameters": {"rope_theta": 500.0}})
+  default = default.rope.inv_freq(default.head_dim)
   np.testing.assert_allclose(ours, ref.rotary_emb.inv_freq.numpy(), rtol=1e-6)
   # Sanity: the scaling changes low frequencies and keeps the highest.
   assert ours[0] == default[0] and ours[-1] < default[-1]
@@ -149,7 +135,8 @@ def test_bfloat16_compute_stays_close(tmp_path):
 
   ours = module.apply({"params": params}, ids, mask)
   assert ours.dtype == jnp.bfloat16
-  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask, atol=0.1)
+  _assert_close_on_real(ours, _torch_hidden(ref, ids, mask), mask, atol=0.1,
+                        label="llama bf16")
 
 
 def test_config_reads_transformers_v4_layout():
@@ -158,18 +145,17 @@ def test_config_reads_transformers_v4_layout():
         "num_attention_heads": 4, "num_key_value_heads": 1,
         "head_dim": 32, "rope_theta": 500000.0, "rope_scaling": LLAMA3_ROPE}
 
-  config = llama.LlamaConfig.from_hf(hf)
+  config = llama.from_hf(hf)
 
   assert config.head_dim == 32 and config.num_key_value_heads == 1
-  assert config.rope_theta == 500000.0 and config.rope_type == "llama3"
-  assert config.rope_original_max_position_embeddings == 64
-  default = llama.LlamaConfig.from_hf({**hf, "rope_scaling": None,
-                                       "head_dim": None})
-  assert default.rope_type == "default" and default.head_dim == 16
+  assert config.rope.theta == 500000.0 and config.rope.type == "llama3"
+  assert config.rope.original_max_position_embeddings == 64
+  default = llama.from_hf({**hf, "rope_scaling": None, "head_dim": None})
+  assert default.rope.type == "default" and default.head_dim == 16
 
 
 @pytest.mark.parametrize("rope", [{"rope_type": "yarn", "factor": 4.0},
-                                  {"type": "linear", "factor": 2.0}])
+                                  {"type": "dynamic", "factor": 2.0}])
 def test_unsupported_rope_type_is_named(rope):
   hf = {"model_type": "llama", "vocab_size": 10, "hidden_size": 64,
         "intermediate_size": 96, "num_hidden_layers": 1,
@@ -177,9 +163,38 @@ def test_unsupported_rope_type_is_named(rope):
   kind = rope.get("rope_type", rope.get("type"))
 
   with pytest.raises(JaxrecError, match=f"unsupported rope type '{kind}'"):
-    llama.LlamaConfig.from_hf(hf)
+    llama.from_hf(hf)
 
 
 def test_config_missing_required_field():
   with pytest.raises(JaxrecError, match="qwen2 config lacks hidden_size"):
-    llama.LlamaConfig.from_hf({"model_type": "qwen2", "vocab_size": 10})
+    llama.from_hf({"model_type": "qwen2", "vocab_size": 10})
+
+
+def _to_v4_layout(folder) -> dict:
+  """config.json as transformers v4 wrote it: rope_theta + rope_scaling."""
+  config = llm_parity.edit_config(folder)
+  rope = dict(config.pop("rope_parameters"))
+  theta = rope.pop("rope_theta")
+  scaling = rope if rope.get("rope_type", "default") != "default" else None
+  return llm_parity.edit_config(folder, drop=("rope_parameters",),
+                                rope_theta=theta, rope_scaling=scaling)
+
+
+@pytest.mark.parametrize("name", ["llama3_rope", "llama_linear_rope",
+                                  "mistral_window"])
+def test_transformers_v4_config_layout_loads_the_same(tmp_path, name):
+  ref = _reference(CONFIGS[name]())
+  ref.save_pretrained(tmp_path)
+  assert "rope_parameters" in llm_parity.edit_config(tmp_path)  # v5 layout
+  v5 = llama.from_hf(llm_parity.edit_config(tmp_path))
+
+  v4_json = _to_v4_layout(tmp_path)
+  module, params, _ = checkpoint.load_hf_model(tmp_path)
+
+  assert "rope_parameters" not in v4_json and "rope_theta" in v4_json
+  assert module.config == v5
+  ids, mask = _padded_batch()
+  _assert_close_on_real(module.apply({"params": params}, ids, mask),
+                        _torch_hidden(ref, ids, mask), mask,
+                        label=f"{name} v4 config")
