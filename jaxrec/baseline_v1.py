@@ -20,6 +20,7 @@ import numpy as np
 
 from jaxrec import config as config_lib
 from jaxrec import evaluate, sharding, train
+from jaxrec import workdir as workdir_lib
 from jaxrec.data import prompts
 from jaxrec.llm import embed
 
@@ -44,11 +45,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
   return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
+def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, overwrite: bool = False) -> dict:
   """Test metrics of Baseline-v1 (no validation: nothing is trained or selected)."""
   start = time.time()
   config_lib.validate(config)
   workdir = pathlib.Path(workdir)
+  config_json = json.loads(config.to_json_best_effort())
+  run_dir = workdir_lib.check(workdir, config, config_json, overwrite=overwrite)  # before any work
   mesh = sharding.make_mesh(config.mesh.num_devices)
   dataset, split, cold = train.load_data(config)
   c, d = config.ceg, config.data
@@ -66,8 +69,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict:
                                 chunk=config.eval.user_chunk)
   results = {"method": "baseline_v1", "valid": None,
              **train.test_report(config, dataset, split, cold, ranks, mesh),
-             "config": json.loads(config.to_json_best_effort()), "dataset": dataset.stats(),
+             "config": config_json, "dataset": dataset.stats(),
              "wall_seconds": round(time.time() - start, 1)}
-  workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  run_dir.create()
+  train.atomic_write_json(workdir / "config.json", config_json)
+  train.atomic_write_json(workdir / "results.json", results)
   return results

@@ -37,7 +37,7 @@ def main(argv: list[str]) -> None:
   try:
     from jaxrec import baseline_v1, train  # after flag parsing: keeps --help fast
     if _CONFIG.value.method == "baseline_v1":
-      results = baseline_v1.run(_CONFIG.value, _WORKDIR.value)
+      results = baseline_v1.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
     else:
       results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except JaxrecError as e:

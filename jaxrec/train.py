@@ -110,7 +110,7 @@ def train_step(state: TrainState, batch, content, *, loss_fn, tx, seed: int):
   return TrainState(state.step + 1, params, opt_state), metrics
 
 
-def _atomic_write_json(path: pathlib.Path, obj: Any) -> None:
+def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
   tmp = path.with_name(path.name + ".tmp")
   tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
   os.replace(tmp, path)
@@ -260,7 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       state = tree["state"]
       best = {"params": jax.device_get(tree["best_params"]) if has_best else None, **record["best"]}
       log.info("resumed from step %d (best so far: step %d)", int(state.step), best["step"])
-  _atomic_write_json(workdir / "config.json", config_json)
+  atomic_write_json(workdir / "config.json", config_json)
 
   log_q = objectives.item_log_q(split.train, dataset.num_items)
   # Cold-item protocol: held-out items do not exist at training time, so they are no negatives.
@@ -336,6 +336,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       "stopped_early": stopped_early, "dataset": dataset.stats(),
       "valid_history": best["history"], "wall_seconds": round(time.time() - start_time, 1),
   }
-  _atomic_write_json(workdir / "results.json", results)
+  atomic_write_json(workdir / "results.json", results)
   log.info("test at step %d: %s", best["step"], results["test"])
   return results
