@@ -132,7 +132,8 @@ def markdown(report: dict) -> str:
            "|---|---|---|---|" + "---|" * len(METRIC_ORDER)]
   for t in report["trials"]:
     star = " **(best)**" if t["name"] == report["best"] else ""
-    lines.append(f"| {t['name']}{star} | `{t['overrides']}` | {t['valid'][sel]:.4f} | {t['best_epoch']:.1f} | "
+    cell = lambda x: str(x).replace("|", "\\|")     # markdown table cells
+    lines.append(f"| {cell(t['name'])}{star} | `{cell(t['overrides'])}` | {t['valid'][sel]:.4f} | {t['best_epoch']:.1f} | "
                  + " | ".join(f"{t['test'][k]:.4f}" for k in METRIC_ORDER) + " |")
   if report.get("seeds"):
     lines += ["", f"Best trial over seeds {report['seeds']} (mean +- std):", "",
