@@ -19,7 +19,8 @@ whatever else the machine is doing; each system's median epoch is reported.
       [--recbole_python /work/recbole-venv/bin/python]   # "" = jaxrec only
 
 RecBole set-up (separate venv): python3 -m venv /work/recbole-venv &&
-/work/recbole-venv/bin/pip install torch==2.13.0 recbole==1.2.1
+/work/recbole-venv/bin/pip install torch==2.13.0 recbole==1.2.1 "numpy<2" "pandas<2.3"
+(RecBole 1.2.1 uses np.float_, gone in numpy 2.)
 """
 
 import argparse
