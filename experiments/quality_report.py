@@ -122,6 +122,17 @@ def main() -> None:
       p = best["results"]["popularity_by_target_train_count"][g]
       lines.append(f"| {g} | {m['users']} | {m.get('NDCG@10', 0):.4f} | {s.get('NDCG@10', 0):.4f} | "
                    f"{p.get('NDCG@10', 0):.4f} |")
+  unfinished = []
+  for d in sorted(sweeps.glob("*/t00-base")):
+    if not (d / "results.json").exists() and (d / "metrics.jsonl").exists():
+      curve = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines() if '"valid"' in l]
+      unfinished.append(f"| `{d.parent.name}` | " + ", ".join(
+          f"{c['epoch']:.0f}: {c['valid']['NDCG@10']:.4f}" for c in curve) + " |")
+  if unfinished:
+    lines += ["", "## Unfinished runs (validation NDCG@10 by epoch; no test metrics)", "",
+              "Stopped for lack of time in the session that ran them; each resumes from its "
+              "checkpoint when its queue command is run again.", "",
+              "| run | epoch: valid NDCG@10 |", "|---|---|"] + unfinished
   lines += ["", "## How the default recipe was chosen (Office, validation NDCG@10 only)", "",
             "Stage 1 (`sweeps/office-learn`): a seeded random search of 8 points over adapters, "
             "dropouts and ID initialisation around content + ID fusion; stage 2 "
