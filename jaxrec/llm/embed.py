@@ -78,9 +78,15 @@ def check_max_tokens(model_dir: pathlib.Path, max_tokens: int, name: str = "") -
                       f"max_position_embeddings={limit}")
 
 
+@functools.lru_cache(maxsize=2)
+def _tokenizer(model_dir: pathlib.Path):
+  """Loaded once per model, not once per chunk (building a GGUF's tokenizer takes seconds)."""
+  return sources.load_tokenizer(model_dir)
+
+
 def tokenize(model_dir: pathlib.Path, texts: list[str], max_tokens: int) -> list[list[int]]:
-  """Token ids with the model's own special tokens, truncated to max_tokens."""
-  return sources.tokenize(model_dir, texts, max_tokens)
+  """Token ids with the model's own special tokens, truncated to max_tokens (as sources.tokenize)."""
+  return _tokenizer(pathlib.Path(model_dir))(texts, truncation=True, max_length=max_tokens)["input_ids"]
 
 
 def plan_batches(lengths: np.ndarray, token_budget: int,
