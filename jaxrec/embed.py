@@ -19,7 +19,7 @@ from absl import app
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from jaxrec import cli
+from jaxrec import cli, preemption
 from jaxrec.errors import JaxrecError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (get_config()).",
@@ -30,11 +30,17 @@ def main(argv: list[str]) -> None:
   del argv  # cli.parse_flags has refused extra arguments
   absl_logging.set_verbosity(absl_logging.WARNING)
   logging.getLogger("jaxrec").setLevel(logging.INFO)
+  preemption.interrupt_on_signals()   # SIGTERM, like Ctrl-C, ends with one line
   config = _CONFIG.value
   try:
     from jaxrec import config as config_lib, sharding, train  # noqa: PLC0415 (keeps --help fast)
     from jaxrec.llm import embed  # noqa: PLC0415
+    from jaxrec import workdir  # noqa: PLC0415
     config_lib.validate(config)
+    embed.check_max_tokens(embed.resolve_model_dir(config.ceg.model), config.ceg.max_tokens,
+                           config.ceg.model)
+    workdir.check_folder(workdir.cache_folder(config), "embedding cache folder",
+                         "set $JAXREC_CACHE or config.ceg.cache_dir to a writable folder")
     dataset, _, _ = train.load_data(config)
     texts = train.item_texts(config, dataset)
     mesh = sharding.make_mesh(config.mesh.num_devices)
@@ -47,7 +53,7 @@ def main(argv: list[str]) -> None:
     name = signal.Signals(getattr(e, "signum", signal.SIGINT)).name
     print(f"interrupted by {name}; run the same command again to continue from the chunks "
           "already written", file=sys.stderr)
-    sys.exit(128 + getattr(e, "signum", signal.SIGINT))
+    sys.exit(preemption.exit_code(getattr(e, "signum", signal.SIGINT)))
   print(f"store: {store.path}")
   print(f"shape: {store.num_items} x {store.hidden} {store.dtype} "
         f"({store.num_chunks} chunks of {store.chunk} items)")
@@ -55,8 +61,17 @@ def main(argv: list[str]) -> None:
         "(including model loading; a store already complete is only verified)")
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """cli.parse_flags (one-line errors), with this command's own --help."""
+  if any(a in cli.HELP_FLAGS for a in argv[1:]):
+    print(__doc__.strip() + "\n\n" + cli.help_text().split("Any config field", 1)[1].join(
+        ["Any config field", ""]))
+    sys.exit(0)
+  return cli.parse_flags(argv)
+
+
 def run() -> None:
-  app.run(main, flags_parser=cli.parse_flags)
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -318,7 +318,8 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
   module, params, _ = load_hf_model(model_dir, dtype=jdtype, param_dtype=jdtype)
   if params is not None:
     params = sharding.put_replicated(params, mesh)   # once, not per chunk
-  done_items = n - sum(np.subtract(*store_lib.chunk_range(c, n, chunk_items)[::-1]) for c in todo)
+  rows = lambda c: (lambda start, stop: stop - start)(*store_lib.chunk_range(c, n, chunk_items))
+  done_items = n - sum(rows(c) for c in todo)
   if todo != mine or done_items:
     log.info("CEG: resuming %s, %d of %d chunks to compute", folder, len(todo), len(mine))
   with tqdm(total=n, initial=done_items, desc=f"CEG {label}", unit="item") as bar:

@@ -217,7 +217,21 @@ def test_embed_command_line_then_training_uses_the_store(tiny_model, tmp_path):
   assert {p: p.stat().st_mtime_ns for p in path.rglob("*")} == mtimes  # nothing recomputed
 
 
-def test_embed_command_line_bad_input_is_one_line(tmp_path, tiny_model):
-  proc = _cli("jaxrec.embed", tmp_path, tiny_model, "--config.ceg.store_dtype=bfloat16")
-  assert proc.returncode == 2 and "Traceback" not in proc.stderr
-  assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+@pytest.mark.parametrize("bad,named", [
+    (["--config.ceg.store_dtype=bfloat16"], "store_dtype"),
+    (["--config.ceg.max_tokens=600", "--config.ceg.token_budget=1000"], "max_position_embeddings"),
+    (["--config.ceg.cache_dir=/proc/nope"], "embedding cache folder"),
+])
+def test_embed_command_line_bad_input_is_one_line(tmp_path, tiny_model, bad, named):
+  proc = _cli("jaxrec.embed", tmp_path, tiny_model, *bad)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and named in last
+  assert not (tmp_path / "cache").exists()
+
+
+def test_embed_command_line_help():
+  proc = subprocess.run([sys.executable, "-m", "jaxrec.embed", "--help"], capture_output=True,
+                        text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+  assert proc.returncode == 0 and "python -m jaxrec.embed" in proc.stdout
+  assert "store_dtype" in proc.stdout and "--workdir" not in proc.stdout
