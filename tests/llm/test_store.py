@@ -235,3 +235,35 @@ def test_embed_command_line_help():
                         text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
   assert proc.returncode == 0 and "python -m jaxrec.embed" in proc.stdout
   assert "store_dtype" in proc.stdout and "--workdir" not in proc.stdout
+
+
+def test_one_damaged_chunk_is_reported_and_only_it_recomputed(tiny_model, reference, tmp_path,
+                                                              caplog, monkeypatch):
+  shutil.copytree(reference.path, tmp_path / reference.path.name)
+  damaged = tmp_path / reference.path.name / "chunks" / "00002.npy"
+  damaged.write_bytes(damaged.read_bytes()[:200])
+  written = []
+  real_write = store.Store.write_chunk
+  monkeypatch.setattr(store.Store, "write_chunk",
+                      lambda self, i, v: (written.append(i), real_write(self, i, v)))
+  with caplog.at_level("WARNING", logger="jaxrec"):
+    st = _build(tiny_model, tmp_path)
+  assert written == [2]
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1 and "00002.npy are damaged" in warnings[0] and "recomputing" in warnings[0]
+  assert _files(st) == _files(reference)
+
+
+def test_two_writers_of_their_own_chunks_make_the_one_store(tiny_model, reference, tmp_path,
+                                                            monkeypatch):
+  """Process p of 2 computes chunks p, p + 2, ... into the same folder (run here one after
+  the other in one process; the 2-process jax.distributed test is issue 7 item 6)."""
+  written = []
+  real_write = store.Store.write_chunk
+  monkeypatch.setattr(store.Store, "write_chunk",
+                      lambda self, i, v: (written.append(i), real_write(self, i, v)))
+  first = _build(tiny_model, tmp_path, process_index=1, process_count=2)
+  assert written == [1, 3, 5] and first.missing_chunks() == [0, 2, 4]
+  _build(tiny_model, tmp_path, process_index=0, process_count=2)
+  assert written == [1, 3, 5, 0, 2, 4]
+  assert _files(first) == _files(reference)
