@@ -8,8 +8,10 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -267,3 +269,54 @@ def test_two_writers_of_their_own_chunks_make_the_one_store(tiny_model, referenc
   _build(tiny_model, tmp_path, process_index=0, process_count=2)
   assert written == [1, 3, 5, 0, 2, 4]
   assert _files(first) == _files(reference)
+
+
+EXTERNAL_KILL_SCRIPT = """
+import sys, time
+from jaxrec import sharding
+from jaxrec.llm import embed
+real_embed = embed.embed_texts
+def slow_embed(*args, **kwargs):
+  time.sleep(0.02)        # keeps the run alive long enough to be killed part way
+  return real_embed(*args, **kwargs)
+embed.embed_texts = slow_embed
+texts = [line for line in open(sys.argv[2]).read().split("\\n") if line]
+embed.build_store(texts, model=sys.argv[1], max_tokens=32, token_budget=64, chunk_items=1,
+                  cache_dir=sys.argv[3], mesh=sharding.make_mesh(1), label="t")
+"""
+
+
+def test_kill_9_from_outside_at_an_arbitrary_moment(tiny_model, tmp_path):
+  """`kill -9` of a live run once some chunks exist (wherever it happens to be), then a
+  rerun: byte-identical to an uninterrupted run, and no chunk written twice."""
+  (tmp_path / "texts.txt").write_text("\n".join(TEXTS))
+  reference = embed.build_store(TEXTS, model=str(tiny_model), max_tokens=32, token_budget=64,
+                                chunk_items=1, cache_dir=tmp_path / "reference",
+                                mesh=sharding.make_mesh(1), label="t")
+  proc = subprocess.Popen([sys.executable, "-c", EXTERNAL_KILL_SCRIPT, str(tiny_model),
+                           str(tmp_path / "texts.txt"), str(tmp_path / "cache")],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          env={**os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(ROOT)})
+  chunks = tmp_path / "cache" / reference.path.name / "chunks"
+  deadline = time.monotonic() + 240
+  while len(list(chunks.glob("*.json"))) < 5 and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.005)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -9
+  before = {p.name: p.stat().st_mtime_ns for p in chunks.glob("*.npy")}
+  assert 5 <= len(before) < 45
+  written = []
+  real_write = store.Store.write_chunk
+  try:
+    store.Store.write_chunk = lambda self, i, v: (written.append(i), real_write(self, i, v))
+    resumed = _build_with(tiny_model, tmp_path / "cache", chunk_items=1)
+  finally:
+    store.Store.write_chunk = real_write
+  assert sorted(written + [int(n[:5]) for n in before]) == list(range(45))
+  assert {n: (chunks / n).stat().st_mtime_ns for n in before} == before
+  assert _files(resumed) == _files(reference)
+
+
+def _build_with(model, cache, **kw):
+  return embed.build_store(TEXTS, model=str(model), max_tokens=32, token_budget=64, cache_dir=cache,
+                           mesh=sharding.make_mesh(1), label="t", **kw)
