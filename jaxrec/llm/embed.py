@@ -249,10 +249,13 @@ def load_cached(path: pathlib.Path, num_texts: int) -> np.ndarray | None:
   return table
 
 
+def model_name(model: str, model_dir: pathlib.Path) -> str:
+  return model_dir.name if model != "minilm" else "minilm"
+
+
 def store_folder(cache: pathlib.Path, label: str, model: str, model_dir: pathlib.Path, key: str,
                  store_dtype: str) -> pathlib.Path:
-  name = model_dir.name if model != "minilm" else "minilm"
-  return cache / f"{label}-{name}-{key}-{store_dtype}"
+  return cache / f"{label}-{model_name(model, model_dir)}-{key}-{store_dtype}"
 
 
 def _legacy_entry(folder: pathlib.Path) -> pathlib.Path:
@@ -280,7 +283,9 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
   key = cache_key(model_dir, texts, pooling, max_tokens, dtype)
   folder = store_folder(cache, label, model, model_dir, key, store_dtype)
   n = len(texts)
-  identity = {"model": str(model), "model_dir": model_dir.name, "key": key,
+  # The model by name (as in the folder name), not by the path given, so the same
+  # folder reached by another path is the same store.
+  identity = {"model": model_name(model, model_dir), "key": key,
               "texts_sha256": store_lib.texts_sha256(texts), "pooling": pooling,
               "max_tokens": max_tokens, "dtype": dtype, "store_dtype": store_dtype,
               "chunk_size": chunk_items}
@@ -300,7 +305,7 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
   else:
     todo = mine
     legacy = _legacy_entry(folder)
-    if store_dtype == "float32" and legacy.exists():
+    if store_dtype == "float32" and process_count == 1 and legacy.exists():
       table = load_cached(legacy, n)
       if table is not None:
         st = store_lib.Store(folder, manifest(table.shape[1]))
@@ -319,10 +324,10 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
   if params is not None:
     params = sharding.put_replicated(params, mesh)   # once, not per chunk
   rows = lambda c: (lambda start, stop: stop - start)(*store_lib.chunk_range(c, n, chunk_items))
-  done_items = n - sum(rows(c) for c in todo)
-  if todo != mine or done_items:
+  my_items, todo_items = sum(rows(c) for c in mine), sum(rows(c) for c in todo)
+  if todo != mine:
     log.info("CEG: resuming %s, %d of %d chunks to compute", folder, len(todo), len(mine))
-  with tqdm(total=n, initial=done_items, desc=f"CEG {label}", unit="item") as bar:
+  with tqdm(total=my_items, initial=my_items - todo_items, desc=f"CEG {label}", unit="item") as bar:
     for c in todo:
       start, stop = store_lib.chunk_range(c, n, chunk_items)
       token_ids = tokenize(model_dir, texts[start:stop], max_tokens)
@@ -330,6 +335,9 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
                             mesh=mesh, bar=bar)
       if not np.all(np.isfinite(vectors)):
         raise JaxrecError(f"CEG produced non-finite embeddings with {model_dir} ({dtype})")
+      if store_dtype == "float16" and np.abs(vectors).max() > np.finfo(np.float16).max:
+        raise JaxrecError(f"CEG embeddings of {model_dir} reach {np.abs(vectors).max():.3g}, beyond "
+                          "float16; set config.ceg.store_dtype=float32")
       if st is None:
         st = store_lib.Store(folder, manifest(vectors.shape[1]))
         st.open()

@@ -72,21 +72,21 @@ def test_assigned_chunks_cover_every_chunk_once():
   assert store.num_chunks(45, 8) == 6 and store.num_chunks(48, 8) == 6
 
 
-def test_store_layout_and_values(reference):
+def test_store_layout_and_values(tiny_model, reference):
   st = reference
   assert st.num_chunks == 6 and (st.num_items, st.hidden) == (45, 32)
   manifest = json.loads(st.manifest_path.read_text())
   assert manifest["shape"] == [45, 32] and manifest["chunk_size"] == CHUNK
   assert manifest["store_dtype"] == "float32" and manifest["pooling"] == "mean"
-  assert manifest["texts_sha256"] == store.texts_sha256(TEXTS)
+  assert manifest["texts_sha256"] == store.texts_sha256(TEXTS) and manifest["model"] == tiny_model.name
   chunks = st.open_chunks()
   assert all(isinstance(c, np.memmap) for c in chunks)          # memory-mappable for training
   assert [len(c) for c in chunks] == [8, 8, 8, 8, 8, 5]
   table = st.read_table()
   # Chunking does not change the values: one pass over all texts gives the same vectors.
   from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415
-  module, params, _ = load_hf_model(pathlib.Path(manifest["model"]))
-  whole = embed.embed_texts(module, params, embed.tokenize(pathlib.Path(manifest["model"]), TEXTS, 32),
+  module, params, _ = load_hf_model(tiny_model)
+  whole = embed.embed_texts(module, params, embed.tokenize(tiny_model, TEXTS, 32),
                             pooling="mean", token_budget=64, mesh=sharding.make_mesh(1))
   np.testing.assert_allclose(table, whole, atol=1e-5)
 
@@ -320,3 +320,20 @@ def test_kill_9_from_outside_at_an_arbitrary_moment(tiny_model, tmp_path):
 def _build_with(model, cache, **kw):
   return embed.build_store(TEXTS, model=str(model), max_tokens=32, token_budget=64, cache_dir=cache,
                            mesh=sharding.make_mesh(1), label="t", **kw)
+
+
+def test_same_model_by_another_path_is_the_same_store(tiny_model, reference, monkeypatch, tmp_path):
+  monkeypatch.chdir(tiny_model.parent)
+  written = []
+  real_write = store.Store.write_chunk
+  monkeypatch.setattr(store.Store, "write_chunk",
+                      lambda self, i, v: (written.append(i), real_write(self, i, v)))
+  st = _build(pathlib.Path(tiny_model.name), reference.path.parent)   # a relative path
+  assert st.path == reference.path and written == []
+
+
+def test_float16_overflow_is_an_error_not_a_damaged_store(tiny_model, tmp_path, monkeypatch):
+  real_embed = embed.embed_texts
+  monkeypatch.setattr(embed, "embed_texts", lambda *a, **k: real_embed(*a, **k) * 1e6)
+  with pytest.raises(embed.JaxrecError, match="store_dtype=float32"):
+    _build(tiny_model, tmp_path, store_dtype="float16")
