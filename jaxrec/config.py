@@ -47,6 +47,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.ceg.token_budget = 8192           # Tokens per CEG batch (rows = budget // bucket length).
   c.ceg.dtype = "float32"             # LLM activation/parameter dtype: float32 | bfloat16.
   c.ceg.cache_dir = ""                # Embedding cache ("" = $JAXREC_CACHE or ~/.cache/jaxrec).
+  c.ceg.store_dtype = "float32"       # Dtype of the stored embeddings: float32 | float16 (half the disk; training reads float32).
+  c.ceg.chunk_items = 4096            # Items per store chunk: computed, written and dropped together (bounds CEG memory;
+                                      # a killed run recomputes only unwritten chunks).
   c.ceg.history_max_tokens = 256      # baseline_v1: token cap of a user's concatenated history text.
   c.ceg.history_item_chars = 120      # baseline_v1: each history item's text is cut to this many characters.
   c.ceg.normalize = "l2"              # Content table preprocessing: l2 | standardize | none.
@@ -169,6 +172,8 @@ RULES: dict[str, tuple] = {
     "ceg.token_budget": _int(2),          # and >= ceg.max_tokens, below
     "ceg.dtype": _choice("float32", "bfloat16"),
     "ceg.cache_dir": _STR,
+    "ceg.store_dtype": _choice("float32", "float16"),
+    "ceg.chunk_items": _int(1),
     "ceg.normalize": _choice("l2", "standardize", "none"),
     "method": _choice("learn", "baseline_v1"),
     "data.window_stride": _int(0),

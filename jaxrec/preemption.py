@@ -12,7 +12,7 @@ the checkpoint is written stops at once (`Interrupted`).
 
 Outside the loop (data loading, CEG, the final test), `interrupt_on_signals`
 makes both signals raise `Interrupted` (a KeyboardInterrupt), which the
-command line prints as one line too; CEG keeps its own partial progress.
+command line prints as one line too; CEG keeps the store chunks it has written.
 """
 
 import pathlib

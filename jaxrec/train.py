@@ -162,22 +162,33 @@ def training_input(config: ml_collections.ConfigDict, split) -> tuple[int, Any]:
   return packing.steps_per_epoch(rows, bs), lambda step: packing.batch(rows, step, batch_size=bs, seed=seed)
 
 
-def content_table(config: ml_collections.ConfigDict, dataset, mesh) -> np.ndarray | None:
-  """CEG: frozen-LLM embeddings of every item's text (cached), or None for the ID model."""
-  m = config.model
-  if m.item_input == "id" and m.item_tower != "content" and m.id_init != "pca":
-    return None
+def item_texts(config: ml_collections.ConfigDict, dataset) -> list[str]:
+  """Every item's text, rendered with the configured template (the CEG input)."""
   template = config.data.template or prompts.DEFAULT_TEMPLATES[config.data.kind]
   texts, n_fallback = prompts.render_all(dataset, template, config.data.max_text_chars)
   if n_fallback:
     log.warning("%d of %d items have no text; they get the fallback text 'Item <id>'",
                     n_fallback, len(texts))
+  return texts
+
+
+def ceg_options(config: ml_collections.ConfigDict, dataset) -> dict:
+  """Keyword arguments of embed.content_embeddings / embed.build_store from config.ceg,
+  shared by training and `python -m jaxrec.embed` so both find the same store."""
   c = config.ceg
-  table = embed.content_embeddings(
-      texts, model=c.model, pooling=c.pooling, max_tokens=c.max_tokens,
-      token_budget=c.token_budget, dtype=c.dtype, cache_dir=c.cache_dir or None, mesh=mesh,
-      label=dataset.name)
-  return prepare_content(table, c.normalize)
+  return dict(model=c.model, pooling=c.pooling, max_tokens=c.max_tokens,
+              token_budget=c.token_budget, dtype=c.dtype, store_dtype=c.store_dtype,
+              chunk_items=c.chunk_items, cache_dir=c.cache_dir or None, label=dataset.name)
+
+
+def content_table(config: ml_collections.ConfigDict, dataset, mesh) -> np.ndarray | None:
+  """CEG: frozen-LLM embeddings of every item's text (cached), or None for the ID model."""
+  m = config.model
+  if m.item_input == "id" and m.item_tower != "content" and m.id_init != "pca":
+    return None
+  table = embed.content_embeddings(item_texts(config, dataset), mesh=mesh,
+                                   **ceg_options(config, dataset))
+  return prepare_content(table, config.ceg.normalize)
 
 
 def eval_interval(config: ml_collections.ConfigDict, per_epoch: int) -> int:

@@ -56,6 +56,8 @@ BAD = {
     "ceg.token_budget": [0, 100],          # 100 < max_tokens = 128
     "ceg.dtype": ["float16"],
     "ceg.cache_dir": [0],
+    "ceg.store_dtype": ["bfloat16", "float64"],
+    "ceg.chunk_items": [0, 1.5],
     "ceg.normalize": ["minmax"],
     "model.item_input": ["words"],
     "model.item_tower": ["twin"],

@@ -216,7 +216,7 @@ def test_damaged_embedding_cache_is_recomputed_with_a_warning(tmp_path):
            "--config.train.num_epochs=1"]
   wd = tmp_path / "wd"
   assert cli(tmp_path, wd, *small).returncode == 0
-  (entry,) = (tmp_path / "cache" / "embeddings").glob("*.npy")
+  (entry,) = (tmp_path / "cache" / "embeddings").glob("*/chunks/*.npy")  # 40 items: one chunk
   good, test = entry.read_bytes(), json.loads((wd / "results.json").read_text())["test"]
   entry.write_bytes(good[:len(good) // 3])
   proc = cli(tmp_path, wd, *small)

@@ -6,15 +6,18 @@ forward pass sees a handful of shapes and never recompiles per batch. The
 batch is split over the mesh's `data` axis. The pooled vectors (mean over real
 tokens of the last hidden layer, or the last real token) land in a .npy file
 keyed by model, texts (hence dataset and template), pooling, length cap and
-dtype; a long run writes partial progress so a crash loses little.
+dtype; the store (jaxrec/llm/store.py) holds them in chunks of items written as they
+are produced, so memory does not grow with the catalogue and a killed run
+resumes where it stopped, recomputing only the chunks it had not written.
 
-Every cache entry has a manifest beside it (`<entry>.json`: shape, dtype,
-sha256). An entry is used only if its checksum, shape, dtype and finiteness
-check out; a truncated, empty or overwritten entry is reported as one warning
-line and recomputed, never used silently and never a crash. An entry without
-a manifest (from before manifests) is checked for shape, dtype and finiteness
-and, if it passes, given a manifest, with a warning line.
-Partial progress files are checked the same way (shape, dtype, finiteness).
+Every chunk has a checksum file beside it (shape, dtype, sha256). A chunk is
+used only if its checksum, shape, dtype and finiteness check out; a truncated,
+empty or overwritten chunk is reported as one warning line and recomputed,
+never used silently and never a crash. A chunk without a checksum file (a kill
+between the two writes) is checked for shape, dtype and finiteness and, if it
+passes, given one, with a warning line. A single-file cache entry of an older
+jaxrec (`<label>-<model>-<key>.npy` with its manifest) is verified the same way
+and moved into the store instead of being recomputed.
 """
 
 import functools
@@ -23,7 +26,6 @@ import json
 import logging
 import os
 import pathlib
-import time
 
 import jax
 import jax.numpy as jnp
@@ -34,10 +36,12 @@ from tqdm.auto import tqdm
 from jaxrec import sharding
 from jaxrec.errors import JaxrecError
 from jaxrec.llm import sources
+from jaxrec.llm import store as store_lib
 
 log = logging.getLogger(__name__)
 
 BUCKET = 16
+CHUNK_ITEMS = 4096   # items per store chunk (computed, written and dropped together)
 
 
 def resolve_model_dir(model: str) -> pathlib.Path:
@@ -74,9 +78,15 @@ def check_max_tokens(model_dir: pathlib.Path, max_tokens: int, name: str = "") -
                       f"max_position_embeddings={limit}")
 
 
+@functools.lru_cache(maxsize=2)
+def _tokenizer(model_dir: pathlib.Path):
+  """Loaded once per model, not once per chunk (building a GGUF's tokenizer takes seconds)."""
+  return sources.load_tokenizer(model_dir)
+
+
 def tokenize(model_dir: pathlib.Path, texts: list[str], max_tokens: int) -> list[list[int]]:
-  """Token ids with the model's own special tokens, truncated to max_tokens."""
-  return sources.tokenize(model_dir, texts, max_tokens)
+  """Token ids with the model's own special tokens, truncated to max_tokens (as sources.tokenize)."""
+  return _tokenizer(pathlib.Path(model_dir))(texts, truncation=True, max_length=max_tokens)["input_ids"]
 
 
 def plan_batches(lengths: np.ndarray, token_budget: int,
@@ -116,8 +126,9 @@ def _pooled(module, params, ids, mask, pooling: str):
 
 def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, token_budget: int,
                 mesh: Mesh, out: np.ndarray | None = None, done: np.ndarray | None = None,
-                on_progress=None, desc: str = "CEG") -> np.ndarray:
-  """Pooled embeddings [N, H] (float32); rows with done[i] are skipped."""
+                on_progress=None, desc: str = "CEG", bar=None) -> np.ndarray:
+  """Pooled embeddings [N, H] (float32); rows with done[i] are skipped. `bar`: an
+  outer progress bar to advance instead of a bar of its own."""
   n = len(token_ids)
   lengths = np.array([len(t) for t in token_ids])
   if done is None:
@@ -125,7 +136,10 @@ def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, tok
   todo = np.flatnonzero(~done)
   plan = plan_batches(lengths[todo], token_budget, mesh.devices.size)
   params = sharding.put_replicated(params, mesh)
-  with tqdm(total=n, initial=n - len(todo), desc=desc, unit="item") as bar:
+  own_bar = bar is None
+  if own_bar:
+    bar = tqdm(total=n, initial=n - len(todo), desc=desc, unit="item")
+  try:
     for blen, rows, local in plan:
       idx = todo[local]
       ids = np.zeros((rows, blen), np.int32)
@@ -142,6 +156,9 @@ def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, tok
       bar.update(len(idx))
       if on_progress is not None:
         on_progress(out, done)
+  finally:
+    if own_bar:
+      bar.close()
   return out
 
 
@@ -232,56 +249,110 @@ def load_cached(path: pathlib.Path, num_texts: int) -> np.ndarray | None:
   return table
 
 
-def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
-                       max_tokens: int = 128, token_budget: int = 8192, dtype: str = "float32",
-                       cache_dir: str | os.PathLike | None = None, mesh: Mesh, label: str = "items",
-                       checkpoint_seconds: float = 60.0) -> np.ndarray:
-  """[len(texts), H] float32 content embeddings, from the cache when present."""
+def model_name(model: str, model_dir: pathlib.Path) -> str:
+  return model_dir.name if model != "minilm" else "minilm"
+
+
+def store_folder(cache: pathlib.Path, label: str, model: str, model_dir: pathlib.Path, key: str,
+                 store_dtype: str) -> pathlib.Path:
+  return cache / f"{label}-{model_name(model, model_dir)}-{key}-{store_dtype}"
+
+
+def _legacy_entry(folder: pathlib.Path) -> pathlib.Path:
+  """The single-file cache entry older jaxrec wrote for the same key (`<label>-<model>-<key>.npy`)."""
+  return folder.with_name(folder.name.rsplit("-", 1)[0] + ".npy")
+
+
+def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_tokens: int = 128,
+                token_budget: int = 8192, dtype: str = "float32", store_dtype: str = "float32",
+                chunk_items: int = CHUNK_ITEMS, cache_dir: str | os.PathLike | None = None,
+                mesh: Mesh, label: str = "items", process_index: int = 0,
+                process_count: int = 1) -> store_lib.Store:
+  """Fills the chunked store of these texts' embeddings (see jaxrec/llm/store.py) and returns it.
+
+  Only this process's chunks (`store.assigned_chunks`) that are not already done
+  are computed, one chunk of items at a time (tokenised, batched, embedded,
+  written, dropped), so memory does not grow with the number of items. A
+  killed run, rerun, recomputes only the chunks it had not finished.
+  """
   if not texts:
     raise JaxrecError("no item texts to embed")
   model_dir = resolve_model_dir(model)
   check_max_tokens(model_dir, max_tokens, model)
   cache = pathlib.Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
   key = cache_key(model_dir, texts, pooling, max_tokens, dtype)
-  path = cache / f"{label}-{model_dir.name if model != 'minilm' else 'minilm'}-{key}.npy"
-  table = load_cached(path, len(texts))
-  if table is not None:
-    log.info("CEG: cached embeddings %s %s", path, table.shape)
-    return table
-  cache.mkdir(parents=True, exist_ok=True)
+  folder = store_folder(cache, label, model, model_dir, key, store_dtype)
+  n = len(texts)
+  # The model by name (as in the folder name), not by the path given, so the same
+  # folder reached by another path is the same store.
+  identity = {"model": model_name(model, model_dir), "key": key,
+              "texts_sha256": store_lib.texts_sha256(texts), "pooling": pooling,
+              "max_tokens": max_tokens, "dtype": dtype, "store_dtype": store_dtype,
+              "chunk_size": chunk_items}
+  manifest = lambda hidden: {**identity, "shape": [n, int(hidden)]}
+  mine = store_lib.assigned_chunks(store_lib.num_chunks(n, chunk_items), process_index, process_count)
+
+  st = None
+  stored = store_lib.read_manifest(folder)
+  if stored is not None and isinstance(stored.get("shape"), list) and len(stored["shape"]) == 2 \
+      and stored == store_lib.Store(folder, manifest(stored["shape"][1])).manifest:
+    st = store_lib.Store(folder, stored)
+    st.open()
+    todo = st.missing_chunks(mine)
+    if not todo:
+      log.info("CEG: cached embeddings %s %s", folder, (n, st.hidden))
+      return st
+  else:
+    todo = mine
+    legacy = _legacy_entry(folder)
+    if store_dtype == "float32" and process_count == 1 and legacy.exists():
+      table = load_cached(legacy, n)
+      if table is not None:
+        st = store_lib.Store(folder, manifest(table.shape[1]))
+        st.open()
+        for c in mine:
+          st.write_chunk(c, table[slice(*store_lib.chunk_range(c, n, chunk_items))])
+        legacy.unlink()
+        manifest_path(legacy).unlink(missing_ok=True)
+        log.info("CEG: cached embeddings %s moved into the chunked store %s", legacy, folder)
+        return st
+  folder.parent.mkdir(parents=True, exist_ok=True)
 
   from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415 (keeps jaxrec import light)
   jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
   module, params, _ = load_hf_model(model_dir, dtype=jdtype, param_dtype=jdtype)
-  token_ids = tokenize(model_dir, texts, max_tokens)
+  if params is not None:
+    params = sharding.put_replicated(params, mesh)   # once, not per chunk
+  rows = lambda c: (lambda start, stop: stop - start)(*store_lib.chunk_range(c, n, chunk_items))
+  my_items, todo_items = sum(rows(c) for c in mine), sum(rows(c) for c in todo)
+  if todo != mine:
+    log.info("CEG: resuming %s, %d of %d chunks to compute", folder, len(todo), len(mine))
+  with tqdm(total=my_items, initial=my_items - todo_items, desc=f"CEG {label}", unit="item") as bar:
+    for c in todo:
+      start, stop = store_lib.chunk_range(c, n, chunk_items)
+      token_ids = tokenize(model_dir, texts[start:stop], max_tokens)
+      vectors = embed_texts(module, params, token_ids, pooling=pooling, token_budget=token_budget,
+                            mesh=mesh, bar=bar)
+      if not np.all(np.isfinite(vectors)):
+        raise JaxrecError(f"CEG produced non-finite embeddings with {model_dir} ({dtype})")
+      if store_dtype == "float16" and np.abs(vectors).max() > np.finfo(np.float16).max:
+        raise JaxrecError(f"CEG embeddings of {model_dir} reach {np.abs(vectors).max():.3g}, beyond "
+                          "float16; set config.ceg.store_dtype=float32")
+      if st is None:
+        st = store_lib.Store(folder, manifest(vectors.shape[1]))
+        st.open()
+      st.write_chunk(c, vectors)
+      del token_ids, vectors
+  return st
 
-  partial_out = path.with_name(path.stem + ".partial.npy")
-  partial_done = path.with_name(path.stem + ".partial-done.npy")
-  out = done = None
-  if partial_out.exists() and partial_done.exists():
-    out, why = _load_checked(partial_out, None, np.float32)
-    done, why_done = _load_checked(partial_done, (len(texts),), np.bool_)
-    if out is not None and (out.ndim != 2 or out.shape[0] != len(texts)):
-      out, why = None, f"shape {out.shape}, want ({len(texts)}, H)"
-    if out is None or done is None:
-      log.warning("CEG: partial progress %s is damaged: %s; starting over",
-                  partial_out if out is None else partial_done, why or why_done)
-      out = done = None
-    else:
-      log.info("CEG: resuming, %d of %d items already embedded", int(done.sum()), len(texts))
-  last = [time.monotonic()]
 
-  def save_partial(o, d):
-    if time.monotonic() - last[0] > checkpoint_seconds:
-      _atomic_save(partial_out, o)
-      _atomic_save(partial_done, d)
-      last[0] = time.monotonic()
-
-  table = embed_texts(module, params, token_ids, pooling=pooling, token_budget=token_budget,
-                      mesh=mesh, out=out, done=done, on_progress=save_partial, desc=f"CEG {label}")
-  if not np.all(np.isfinite(table)):
-    raise JaxrecError(f"CEG produced non-finite embeddings with {model_dir} ({dtype})")
-  save_cached(path, table)
-  for p in (partial_out, partial_done):
-    p.unlink(missing_ok=True)
-  return table
+def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
+                       max_tokens: int = 128, token_budget: int = 8192, dtype: str = "float32",
+                       store_dtype: str = "float32", chunk_items: int = CHUNK_ITEMS,
+                       cache_dir: str | os.PathLike | None = None, mesh: Mesh,
+                       label: str = "items") -> np.ndarray:
+  """[len(texts), H] float32 content embeddings, from the store when present."""
+  st = build_store(texts, model=model, pooling=pooling, max_tokens=max_tokens,
+                   token_budget=token_budget, dtype=dtype, store_dtype=store_dtype,
+                   chunk_items=chunk_items, cache_dir=cache_dir, mesh=mesh, label=label)
+  return st.read_table()

@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from jaxrec import sharding
-from jaxrec.llm import embed
+from jaxrec.llm import embed, store
 from jaxrec.llm.checkpoint import load_hf_model
 
 
@@ -99,8 +99,18 @@ def _embed(folder, cache):
 
 
 def _entry(cache):
-  (path,) = cache.glob("t-*.npy")
+  """The store's one chunk (3 texts < one chunk)."""
+  (path,) = cache.glob("t-*/chunks/*.npy")
   return path
+
+
+def _store(cache):
+  (folder,) = cache.glob("t-*")
+  return store.load_store(folder)
+
+
+def _sidecar(path):
+  return path.with_suffix(".json")
 
 
 def _garbage_with_nan(path):
@@ -109,9 +119,9 @@ def _garbage_with_nan(path):
 
 def _valid_checksum_but_nan(path):
   np.save(path, np.full((3, 4), np.nan, np.float32))
-  manifest = embed.manifest_path(path)
+  manifest = _sidecar(path)
   data = json.loads(manifest.read_text())
-  data["sha256"] = embed._sha256(path)
+  data["sha256"] = store.sha256_file(path)
   manifest.write_text(json.dumps(data))
 
 
@@ -122,10 +132,12 @@ DAMAGE = {
     "overwritten with NaN": _garbage_with_nan,
     "other finite values": lambda p: np.save(p, np.ones((3, 4), np.float32)),
     "NaN under a matching checksum": _valid_checksum_but_nan,
-    "manifest missing, entry truncated": lambda p: (embed.manifest_path(p).unlink(),
+    "manifest missing, entry truncated": lambda p: (_sidecar(p).unlink(),
                                                     p.write_bytes(p.read_bytes()[:100])),
-    "manifest missing, entry NaN": lambda p: (embed.manifest_path(p).unlink(), _garbage_with_nan(p)),
-    "manifest garbage": lambda p: embed.manifest_path(p).write_text("{not json"),
+    "manifest missing, entry NaN": lambda p: (_sidecar(p).unlink(), _garbage_with_nan(p)),
+    "manifest garbage": lambda p: _sidecar(p).write_text("{not json"),
+    "manifest of another shape": lambda p: _sidecar(p).write_text(
+        json.dumps({**json.loads(_sidecar(p).read_text()), "shape": [2, 4]})),
 }
 
 
@@ -134,7 +146,7 @@ def test_damaged_cache_entry_is_reported_and_recomputed(fake_model, tmp_path, ca
   folder, calls = fake_model
   cache = tmp_path / "cache"
   first = _embed(folder, cache)
-  assert calls == [3] and embed.manifest_path(_entry(cache)).exists()
+  assert calls == [3] and _sidecar(_entry(cache)).exists()
   np.testing.assert_array_equal(_embed(folder, cache), first)    # a good entry is reused
   assert calls == [3]
   DAMAGE[damage](_entry(cache))
@@ -144,22 +156,53 @@ def test_damaged_cache_entry_is_reported_and_recomputed(fake_model, tmp_path, ca
   np.testing.assert_array_equal(again, first)
   warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
   assert len(warnings) == 1 and "damaged" in warnings[0] and "recomputing" in warnings[0]
-  assert embed.load_cached(_entry(cache), len(TEXTS)) is not None  # repaired on disk
+  assert _store(cache).check_chunk(0, warn=False)                   # repaired on disk
 
 
-def test_damaged_partial_progress_starts_over(fake_model, tmp_path, caplog):
+def test_half_written_chunk_of_a_killed_run_is_ignored(fake_model, tmp_path, caplog):
+  """A kill inside np.save leaves a temporary file (never the chunk itself): not read, removed."""
+  folder, calls = fake_model
+  cache = tmp_path / "cache"
+  first = _embed(folder, cache)
+  entry = _entry(cache)
+  tmp = entry.with_name(entry.name + ".tmp.npy")
+  tmp.write_bytes(entry.read_bytes()[:50])
+  entry.unlink()
+  with caplog.at_level("WARNING", logger="jaxrec"):
+    np.testing.assert_array_equal(_embed(folder, cache), first)
+  assert calls == [3, 3] and not tmp.exists()
+  assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other chunk size"])
+def test_damaged_store_manifest_is_reported_and_recomputed(fake_model, tmp_path, caplog, damage):
+  folder, calls = fake_model
+  cache = tmp_path / "cache"
+  first = _embed(folder, cache)
+  manifest = _store(cache).manifest_path
+  if damage == "garbage":
+    manifest.write_text("{not json")
+  else:
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "chunk_size": 2}))
+  with caplog.at_level("WARNING", logger="jaxrec"):
+    np.testing.assert_array_equal(_embed(folder, cache), first)
+  assert calls == [3, 3]
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert len(warnings) == 1 and "manifest" in warnings[0] and "recomputing" in warnings[0]
+  assert _store(cache).missing_chunks() == []
+
+
+def test_legacy_single_file_entry_moves_into_the_store(fake_model, tmp_path):
+  """A cache entry of an older jaxrec (one .npy + manifest) is verified and reused, not recomputed."""
   folder, calls = fake_model
   cache = tmp_path / "cache"
   cache.mkdir()
   key = embed.cache_key(folder, TEXTS, "mean", 32, "float32")
-  stem = f"t-{folder.name}-{key}"
-  (cache / f"{stem}.partial.npy").write_bytes(b"")
-  np.save(cache / f"{stem}.partial-done.npy", np.ones(3, bool))
-  with caplog.at_level("WARNING", logger="jaxrec"):
-    table = _embed(folder, cache)
-  assert calls == [3] and table.shape == (3, 4)
-  assert any("partial progress" in r.getMessage() for r in caplog.records)
-  assert not (cache / f"{stem}.partial.npy").exists()
+  table = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+  embed.save_cached(cache / f"t-{folder.name}-{key}.npy", table)
+  np.testing.assert_array_equal(_embed(folder, cache), table)
+  assert calls == []
+  assert _store(cache).missing_chunks() == [] and not list(cache.glob("*.npy"))
 
 
 def test_max_tokens_beyond_the_model_positions_is_an_error(fake_model, tmp_path):
@@ -169,15 +212,15 @@ def test_max_tokens_beyond_the_model_positions_is_an_error(fake_model, tmp_path)
                              mesh=sharding.make_mesh(1))
 
 
-def test_entry_without_manifest_is_checked_and_adopted(fake_model, tmp_path, caplog):
-  """Caches written before manifests are not recomputed (hours of CEG for a large LLM)."""
+def test_chunk_without_checksum_file_is_checked_and_adopted(fake_model, tmp_path, caplog):
+  """A kill between writing a chunk and its checksum file does not cost the chunk."""
   folder, calls = fake_model
   cache = tmp_path / "cache"
   first = _embed(folder, cache)
-  embed.manifest_path(_entry(cache)).unlink()
+  _sidecar(_entry(cache)).unlink()
   with caplog.at_level("WARNING", logger="jaxrec"):
     np.testing.assert_array_equal(_embed(folder, cache), first)
   assert calls == [3]                                               # not recomputed
-  assert any("have no manifest" in r.getMessage() for r in caplog.records)
-  assert embed.manifest_path(_entry(cache)).exists()
+  assert any("has no checksum file" in r.getMessage() for r in caplog.records)
+  assert _sidecar(_entry(cache)).exists()
 

@@ -75,7 +75,7 @@ def test_content_embeddings_with_smollm2(tmp_path):
                                    cache_dir=tmp_path, label="office")
 
   assert table.shape == (len(TEXTS), 576) and np.all(np.isfinite(table))
-  cached = list(tmp_path.glob("office-SmolLM2-135M-Instruct.Q4_1.gguf-*.npy"))
+  cached = list(tmp_path.glob("office-SmolLM2-135M-Instruct.Q4_1.gguf-*-float32/chunks/*.npy"))
   assert len(cached) == 1
   # The same vectors as one unpadded forward pass per text.
   module, params, _ = checkpoint.load_hf_model(path)
