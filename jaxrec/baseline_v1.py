@@ -21,6 +21,7 @@ import numpy as np
 from jaxrec import config as config_lib
 from jaxrec import evaluate, sharding, train
 from jaxrec import workdir as workdir_lib
+from jaxrec.files import atomic_write_json
 from jaxrec.data import prompts
 from jaxrec.llm import embed
 
@@ -73,6 +74,6 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, overwrite
              "config": config_json, "dataset": dataset.stats(),
              "wall_seconds": round(time.time() - start, 1)}
   run_dir.create()
-  train.atomic_write_json(workdir / "config.json", config_json)
-  train.atomic_write_json(workdir / "results.json", results)
+  atomic_write_json(workdir / "config.json", config_json, indent=2)
+  atomic_write_json(workdir / "results.json", results, indent=2)
   return results

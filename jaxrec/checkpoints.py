@@ -19,10 +19,8 @@ passes --overwrite.
 """
 
 import contextlib
-import hashlib
 import json
 import logging
-import os
 import pathlib
 from typing import Any
 
@@ -31,18 +29,11 @@ import orbax.checkpoint as ocp
 
 from jaxrec import nonfinite
 from jaxrec.errors import JaxrecError
+from jaxrec.files import atomic_write_json, sha256_file
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "jaxrec-manifest.json"
-
-
-def _sha256(path: pathlib.Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
 
 
 def _files(step_dir: pathlib.Path) -> list[pathlib.Path]:
@@ -50,11 +41,9 @@ def _files(step_dir: pathlib.Path) -> list[pathlib.Path]:
 
 
 def write_manifest(step_dir: pathlib.Path) -> None:
-  files = {str(p.relative_to(step_dir)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+  files = {str(p.relative_to(step_dir)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
            for p in _files(step_dir)}
-  tmp = step_dir / (MANIFEST + ".tmp")
-  tmp.write_text(json.dumps({"files": files}, indent=1) + "\n")
-  os.replace(tmp, step_dir / MANIFEST)
+  atomic_write_json(step_dir / MANIFEST, {"files": files}, indent=1)
 
 
 def _hint(directory: pathlib.Path) -> str:
@@ -85,7 +74,7 @@ def verify_step(step_dir: pathlib.Path) -> bool:
     if size != want["size"]:
       raise JaxrecError(f"checkpoint file {p} is damaged ({size} bytes, {want['size']} written); "
                         f"{_hint(directory)}")
-    if _sha256(p) != want["sha256"]:
+    if sha256_file(p) != want["sha256"]:
       raise JaxrecError(f"checkpoint file {p} is damaged (checksum differs from its manifest); "
                         f"{_hint(directory)}")
   return True

@@ -35,6 +35,7 @@ from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoints import RunCheckpoints
 from jaxrec.data import batching, packing, prompts, registry, splits
 from jaxrec.errors import JaxrecError
+from jaxrec.files import atomic_write_json
 from jaxrec.llm import embed
 from jaxrec.model.item_input import pca_id_table
 from jaxrec.model.towers import LearnTowers, TowerConfig
@@ -108,12 +109,6 @@ def train_step(state: TrainState, batch, content, *, loss_fn, tx, seed: int):
   params = optax.apply_updates(state.params, updates)
   metrics = {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads), **aux}
   return TrainState(state.step + 1, params, opt_state), metrics
-
-
-def atomic_write_json(path: pathlib.Path, obj: Any) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-  os.replace(tmp, path)
 
 
 def _ckpt_tree(state: TrainState, best: dict) -> dict:
@@ -271,7 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       state = tree["state"]
       best = {"params": jax.device_get(tree["best_params"]) if has_best else None, **record["best"]}
       log.info("resumed from step %d (best so far: step %d)", int(state.step), best["step"])
-  atomic_write_json(workdir / "config.json", config_json)
+  atomic_write_json(workdir / "config.json", config_json, indent=2)
 
   log_q = objectives.item_log_q(split.train, dataset.num_items)
   # Cold-item protocol: held-out items do not exist at training time, so they are no negatives.
@@ -347,6 +342,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       "stopped_early": stopped_early, "dataset": dataset.stats(),
       "valid_history": best["history"], "wall_seconds": round(time.time() - start_time, 1),
   }
-  atomic_write_json(workdir / "results.json", results)
+  atomic_write_json(workdir / "results.json", results, indent=2)
   log.info("test at step %d: %s", best["step"], results["test"])
   return results

@@ -1,36 +1,36 @@
 """Real data (../shared/data): on Amazon Office the SASRec-equivalent learns what
 RecBole's SASRec learns, and frozen MiniLM content + IDs beats IDs alone, at
-the same short training budget (validation only; test is for reports)."""
+the same short training budget (validation only; test is for reports).
 
-import importlib.util
+Each run is the command line a user types, in its own process (1 device),
+so it also checks the named recipes end to end."""
+
+import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
-
-from jaxrec import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def office(variant: str, shared_data, tmp_path):
-  spec = importlib.util.spec_from_file_location("office_config", ROOT / "configs" / "office.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(variant)
-  c.data.path = str(shared_data / "amazon-office")
-  c.train.num_epochs = 12
-  c.train.eval_every_epochs = 12.0
-  c.train.checkpoint = False
-  c.ceg.cache_dir = str(tmp_path.parent / "office-ceg-cache")   # shared by the tests of this session
-  return c
-
-
 @pytest.fixture(scope="module")
 def runs(shared_data, tmp_path_factory):
+  cache = tmp_path_factory.mktemp("office-ceg-cache")
+  env = {**os.environ, "JAXREC_CACHE": str(cache), "XLA_FLAGS": ""}
   out = {}
   for variant in ("sasrec", "learn"):
-    wd = tmp_path_factory.mktemp(variant)
-    out[variant] = train.train_and_evaluate(office(variant, shared_data, wd), wd)
+    wd = tmp_path_factory.mktemp(variant) / "wd"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxrec.main", f"--config={ROOT / 'configs' / 'office.py'}:{variant}",
+         f"--workdir={wd}", f"--config.data.path={shared_data / 'amazon-office'}",
+         "--config.train.num_epochs=12", "--config.train.eval_every_epochs=12",
+         "--config.train.checkpoint=False"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out[variant] = json.loads((wd / "results.json").read_text())
   return out
 
 

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from jaxrec import sharding
 from jaxrec.errors import JaxrecError
+from jaxrec.files import atomic_save, sha256_file
 from jaxrec.llm import sources
 from jaxrec.llm import store as store_lib
 
@@ -162,28 +163,14 @@ def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, tok
   return out
 
 
-def _atomic_save(path: pathlib.Path, array: np.ndarray) -> None:
-  tmp = path.with_name(path.name + ".tmp.npy")
-  np.save(tmp, array)
-  os.replace(tmp, path)
-
-
-def _sha256(path: pathlib.Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def manifest_path(path: pathlib.Path) -> pathlib.Path:
   return path.with_suffix(".json")
 
 
 def save_cached(path: pathlib.Path, table: np.ndarray) -> None:
   """Writes a cache entry and its manifest (shape, dtype, sha256), each atomically."""
-  _atomic_save(path, table)
-  manifest = {"shape": list(table.shape), "dtype": str(table.dtype), "sha256": _sha256(path)}
+  atomic_save(path, table)
+  manifest = {"shape": list(table.shape), "dtype": str(table.dtype), "sha256": sha256_file(path)}
   tmp = manifest_path(path).with_name(manifest_path(path).name + ".tmp")
   tmp.write_text(json.dumps(manifest) + "\n")
   os.replace(tmp, manifest_path(path))
@@ -240,7 +227,7 @@ def load_cached(path: pathlib.Path, num_texts: int) -> np.ndarray | None:
   else:
     if len(shape) != 2 or shape[0] != num_texts:
       problem = f"its manifest says shape {shape}, want ({num_texts}, H)"
-    elif _sha256(path) != want_sha:
+    elif sha256_file(path) != want_sha:
       problem = "its checksum differs from the manifest (truncated or overwritten)"
     else:
       table, problem = _load_checked(path, shape, np.float32)

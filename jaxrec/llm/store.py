@@ -33,6 +33,8 @@ import shutil
 
 import numpy as np
 
+from jaxrec.files import atomic_save, atomic_write_json, sha256_file
+
 log = logging.getLogger(__name__)
 
 FORMAT = "jaxrec-ceg-store-1"
@@ -62,26 +64,6 @@ def assigned_chunks(total_chunks: int, process_index: int = 0, process_count: in
 # ----------------------------------------------------------------------------
 # Files.
 # ----------------------------------------------------------------------------
-
-def sha256_file(path: pathlib.Path) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
-def atomic_save(path: pathlib.Path, array: np.ndarray) -> None:
-  tmp = path.with_name(path.name + ".tmp.npy")
-  np.save(tmp, array)
-  os.replace(tmp, path)
-
-
-def atomic_write_json(path: pathlib.Path, data: dict) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(data, sort_keys=True) + "\n")
-  os.replace(tmp, path)
-
 
 def texts_sha256(texts: list[str]) -> str:
   h = hashlib.sha256()
@@ -156,7 +138,7 @@ class Store:
                   "damaged" if stored is None else "different")
       shutil.rmtree(self.path / "chunks", ignore_errors=True)
     (self.path / "chunks").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(self.manifest_path, self.manifest)
+    atomic_write_json(self.manifest_path, self.manifest, sort_keys=True)
 
   def _clean_temporaries(self) -> None:
     """Half-written files of a killed run (never read: only renamed files count)."""
@@ -174,7 +156,8 @@ class Store:
     atomic_save(path, vectors.astype(self.dtype))
     start, _ = chunk_range(index, self.num_items, self.chunk)
     atomic_write_json(self.sidecar_path(index), {
-        "start": start, "shape": list(shape), "dtype": self.dtype, "sha256": sha256_file(path)})
+        "start": start, "shape": list(shape), "dtype": self.dtype, "sha256": sha256_file(path)},
+        sort_keys=True)
 
   def check_chunk(self, index: int, warn: bool = True) -> bool:
     """Whether chunk `index` is done: present and verified. A damaged chunk is reported
@@ -197,7 +180,7 @@ class Store:
                   "shape, dtype and values checked, checksum written", path)
       start, _ = chunk_range(index, self.num_items, self.chunk)
       atomic_write_json(sidecar, {"start": start, "shape": list(shape), "dtype": self.dtype,
-                                  "sha256": sha256_file(path)})
+                                  "sha256": sha256_file(path)}, sort_keys=True)
       return True
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
       return self._damaged(path, f"its checksum file {sidecar.name} is damaged", warn)
