@@ -37,17 +37,17 @@ def test_random_search_is_seeded_subset():
 
 def test_sweep_selects_on_validation_and_resumes(tmp_path):
   config = tiny_config(train={"num_epochs": 2, "eval_every": 10})
-  report = sweep.sweep(config, tmp_path, "train.learning_rate=0.005,0.0", seeds=(0, 1))
+  report = sweep.sweep(config, tmp_path, "train.learning_rate=0.005,0.00001", seeds=(0, 1))
   trials = {t["overrides"]["train.learning_rate"]: t for t in report["trials"]}
   best = max(report["trials"], key=lambda t: t["valid"]["NDCG@10"])
   assert report["best"] == best["name"]
-  assert len(report["seed_results"]) == 2 and set(trials) == {"0.005", "0.0"}
+  assert len(report["seed_results"]) == 2 and set(trials) == {"0.005", "0.00001"}
   assert (tmp_path / "sweep.md").read_text().count("**(best)**") == 1
   summary = report["summary"]["NDCG@10"]
   vals = [r["test"]["NDCG@10"] for r in report["seed_results"]]
   assert summary["mean"] == pytest.approx(sum(vals) / 2)
   # A rerun reads finished trials back instead of training again.
   stamp = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")}
-  again = sweep.sweep(config, tmp_path, "train.learning_rate=0.005,0.0", seeds=(0, 1))
+  again = sweep.sweep(config, tmp_path, "train.learning_rate=0.005,0.00001", seeds=(0, 1))
   assert again["trials"] == json.loads(json.dumps(report["trials"]))
   assert stamp == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")}
