@@ -220,17 +220,7 @@ def test_not_a_gguf_file(tmp_path):
 TEXTS = ["Heavy duty office stapler with 1000 staples",
          "Organic green tea bags, 100 count", "a",
          "Wireless bluetooth headphones"]
-# (anchor, related, unrelated) product titles, as test_minilm.py.
-TRIPLES = [
-    ("Stapler with 1000 staples", "Heavy duty office stapler",
-     "Organic green tea bags"),
-    ("Wireless bluetooth headphones", "Noise cancelling over-ear headset",
-     "Stainless steel garlic press"),
-    ("Children's picture book about dinosaurs",
-     "Illustrated dinosaur story for kids", "Car engine oil 5W-30"),
-    ("Running shoes for men", "Lightweight jogging sneakers",
-     "Ceramic flower pot"),
-]
+from test_minilm import TRIPLES  # noqa: E402  (anchor, related, unrelated) product titles
 
 
 @pytest.fixture(scope="module")
