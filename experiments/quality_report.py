@@ -63,6 +63,11 @@ def load(sweeps: pathlib.Path, name: str) -> dict | None:
     r = json.loads((d / "results.json").read_text())
     return {"test": {k: (r["test"][k], None) for k in METRICS}, "n": 1, "results": r,
             "source": str(d / "results.json")}
+  capped = d / "t00-base" / "results_capped.json"   # experiments/evaluate_checkpoint.py
+  if capped.exists():
+    r = json.loads(capped.read_text())
+    return {"test": {k: (r["test"][k], None) for k in METRICS}, "n": 1, "results": r,
+            "source": str(capped), "capped": (r["last_epoch"], r["best_epoch"])}
   return None
 
 
@@ -94,6 +99,9 @@ def main() -> None:
         continue
       pop = pop or got["results"].get("popularity_test")
       report[f"{ds}/{label}"] = {"test": got["test"], "seeds": got["n"], "source": got["source"]}
+      if "capped" in got:
+        label += (f" — unfinished: stopped at epoch {got['capped'][0]:.0f}, validation-best epoch "
+                  f"{got['capped'][1]:.0f}; a lower bound")
       rows.append(f"| {label} | {got['n']} | " + " | ".join(fmt(*got["test"][k]) for k in METRICS) + " |")
     lines += [f"## {title}", "", header, "|---|---|" + "---|" * len(METRICS)]
     if pop:
@@ -101,6 +109,9 @@ def main() -> None:
     for label, vals in RECBOLE[ds]:
       lines.append(f"| {label} | 1 | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
     lines += rows + [""]
+  lines += ["Rows marked unfinished come from `experiments/evaluate_checkpoint.py`: the run was "
+            "stopped for lack of time before early stopping ended it, and its validation-best "
+            "parameters so far were evaluated once on test.", ""]
   lines += ["## Cold items (Office, 10% of items held out of training, `--config.data.cold_items=0.1`)", "",
             "Test users whose target is a held-out item (never seen in training), against the rest.", "",
             "| model | cold-target users | cold HR@50 | cold NDCG@50 | warm HR@50 | warm NDCG@50 |",
@@ -129,7 +140,8 @@ def main() -> None:
                    f"{p.get('NDCG@10', 0):.4f} |")
   unfinished = []
   for d in sorted(sweeps.glob("*/t00-base")):
-    if not (d / "results.json").exists() and (d / "metrics.jsonl").exists():
+    if not (d / "results.json").exists() and not (d / "results_capped.json").exists() \
+        and (d / "metrics.jsonl").exists():
       curve = [json.loads(l) for l in (d / "metrics.jsonl").read_text().splitlines() if '"valid"' in l]
       unfinished.append(f"| `{d.parent.name}` | " + ", ".join(
           f"{c['epoch']:.0f}: {c['valid']['NDCG@10']:.4f}" for c in curve) + " |")
@@ -151,7 +163,7 @@ def main() -> None:
   keep = out / "quality_runs"          # every result file the tables read, kept in git
   keep.mkdir(exist_ok=True)
   for f in list(sweeps.glob("*/sweep.json")) + list(sweeps.glob("*/results.json")) + \
-      list(sweeps.glob("*/*/results.json")):
+      list(sweeps.glob("*/*/results.json")) + list(sweeps.glob("*/*/results_capped.json")):
     rel = f.relative_to(sweeps)
     (keep / str(rel).replace("/", "__")).write_text(f.read_text())
   (out / "quality.md").write_text("\n".join(lines) + "\n")
