@@ -16,7 +16,7 @@ def tiny_learn_config():
   c.model.mlp_dim = 64
   c.model.num_layers = 1
   c.train.batch_size = 32
-  c.train.num_epochs = 2
+  c.train.num_epochs = 1
   c.train.eval_every_epochs = 1.0
   c.mesh.num_devices = 1
   return c
