@@ -66,8 +66,9 @@ def _folder(args) -> pathlib.Path:
 
 def build(args):
   from jaxrec.serving import catalog, service  # noqa: PLC0415
+  settings = _settings(args)   # bad values fail before the slow part
   info = catalog.build_artifact(args.workdir, _folder(args), include_cold=args.include_cold_items)
-  svc = service.Service(_folder(args), settings=_settings(args), max_k=args.max_k, warm_up=False)
+  svc = service.Service(_folder(args), settings=settings, max_k=args.max_k, warm_up=False)
   report = {k: v for k, v in svc.index.report.items() if k != "grid"}
   print(json.dumps({"serving_dir": str(_folder(args)), **info, "index": svc.index.params,
                     "index_report": report}, indent=1))

@@ -7,6 +7,7 @@ Contract (item ids are the dataset's own ids, as strings):
                             -> {"items": [{"id", "score", "title"}, ...]} (history excluded)
   POST   /items             {"items": [{"id": ..., "text": ... | "title": ..., ...}]}
                             -> {"items": [{"id", "status": "added" | "updated"}]}
+  GET    /items/{id}        -> {"id", "title", "in_index", "added_by_text"}
   DELETE /items/{id}        -> {"id": ..., "status": "removed"}
 Errors are 4xx with {"detail": "<what is wrong>"}: 413 body too large, 411 no
 length, 422 invalid or unknown input, 404 unknown item to delete.
@@ -154,6 +155,10 @@ def create_app(service: Service) -> fastapi.FastAPI:
   async def add_items(req: ItemsRequest):
     items = [{k: v for k, v in it.model_dump().items() if v is not None} for it in req.items]
     return {"items": await asyncio.to_thread(service.add_items, items)}
+
+  @app.get("/items/{item_id}")
+  def get_item(item_id: str):
+    return service.item_info(item_id)
 
   @app.delete("/items/{item_id}")
   async def delete_item(item_id: str):

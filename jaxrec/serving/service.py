@@ -158,14 +158,14 @@ class Service:
   def recommend_many(self, prepared: list[tuple[np.ndarray, list[str], int]]) -> list[list[dict]]:
     """Top-k of each (history vectors, excluded ids, k): one batched tower call and search."""
     users = self.encoder.user_vectors([p[0] for p in prepared])
+    ids, scores = self.index.search(users, max(k + len(set(ex)) for _, ex, k in prepared))
     out = []
-    for u, (_, exclude, k) in zip(users, prepared):
-      skip = set(exclude)
-      ids, scores = self.index.search(u[None], k + len(skip))
-      with self._lock:
+    with self._lock:
+      for found, found_scores, (_, exclude, k) in zip(ids, scores, prepared):
+        skip = set(exclude)
         items = [{"id": i, "score": s, "title": self.titles[self.row_of[i]]}
-                 for i, s in zip(ids[0], scores[0]) if i not in skip and i in self.row_of]
-      out.append(items[:k])
+                 for i, s in zip(found, found_scores) if i not in skip and i in self.row_of]
+        out.append(items[:k])
     return out
 
   def recommend(self, history: list, k: int = 10) -> list[dict]:
@@ -236,6 +236,14 @@ class Service:
       self._persist()
 
   # -------------------------------------------------------------- views
+  def item_info(self, item_id: str) -> dict:
+    with self._lock:
+      r = self.row_of.get(item_id)
+      if r is None:
+        raise RequestError(f"unknown item id {item_id!r}", 404)
+      return {"id": item_id, "title": self.titles[r], "in_index": bool(self.active[r]),
+              "added_by_text": bool(self.trained_row[r] == 0)}
+
   def num_items(self) -> int:
     return self.index.size()
 

@@ -40,9 +40,13 @@ def test_contract(client):
   assert client.get("/health").json()["items"] == health["items"] + 1
   r = client.post("/items", json={"items": [{"id": "api-new", "text": "Heavy stapler"}]})
   assert r.json()["items"][0]["status"] == "updated"
+  assert client.get("/items/api-new").json() == {"id": "api-new", "title": "Heavy stapler",
+                                                 "in_index": True, "added_by_text": True}
   assert client.get("/health").json()["items"] == health["items"] + 1
   assert client.delete("/items/api-new").json() == {"id": "api-new", "status": "removed"}
   assert client.get("/health").json()["items"] == health["items"]
+  assert client.get("/items/api-new").json()["in_index"] is False
+  assert client.get("/items/never-seen").status_code == 404
   stats = client.get("/stats").json()
   assert stats["index"]["params"]["mode"] == "brute_force" and stats["index"]["build_report"]["recall"] == 1.0
 
