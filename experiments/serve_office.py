@@ -33,8 +33,12 @@ import subprocess
 import sys
 import time
 
-import httpx
 import numpy as np
+
+try:
+  import httpx2 as httpx   # what Starlette's TestClient uses; httpx has the same API
+except ImportError:
+  import httpx
 
 from jaxrec import train
 from jaxrec.serving import catalog
@@ -126,23 +130,31 @@ def load_test(base: str, histories: list[list[str]], requests: int, clients: int
           if time.time() > deadline:
             return
           t = time.perf_counter()
-          if kind == "rec":
-            r = await c.post("/recommend", json={"history": payload, "k": 10})
-          elif kind == "add":
-            r = await c.post("/items", json={"items": [{"id": payload, "text": f"Load test item {payload}: "
-                                                                                 "a refillable desk pen"}]})
-            if r.status_code == 200:
-              added.append(payload)
-          else:
-            body, _ = payload
-            r = await (c.post("/recommend", content=body, headers={"content-type": "application/json"})
-                       if isinstance(body, bytes) else c.post("/recommend", json=body))
-            if 400 <= r.status_code < 500 and r.json().get("detail"):
-              bad_ok += 1
-              messages.add(r.json()["detail"][:90])
+          try:
+            r = await send(kind, payload)
+          except httpx.TransportError as e:
+            codes[type(e).__name__] = codes.get(type(e).__name__, 0) + 1
+            continue
           if kind == "rec":
             lat.append(time.perf_counter() - t)
           codes[r.status_code] = codes.get(r.status_code, 0) + 1
+      async def send(kind, payload):
+        nonlocal bad_ok
+        if kind == "rec":
+          r = await c.post("/recommend", json={"history": payload, "k": 10})
+        elif kind == "add":
+          r = await c.post("/items", json={"items": [{"id": payload, "text": f"Load test item {payload}: "
+                                                                               "a refillable desk pen"}]})
+          if r.status_code == 200:
+            added.append(payload)
+        else:
+          body, _ = payload
+          r = await (c.post("/recommend", content=body, headers={"content-type": "application/json"})
+                     if isinstance(body, bytes) else c.post("/recommend", json=body))
+          if 400 <= r.status_code < 500 and r.json().get("detail"):
+            bad_ok += 1
+            messages.add(r.json()["detail"][:90])
+        return r
       t0 = time.perf_counter()
       await asyncio.gather(*(worker() for _ in range(clients)))
       return time.perf_counter() - t0
@@ -154,8 +166,9 @@ def load_test(base: str, histories: list[list[str]], requests: int, clients: int
           "throughput_rps": round(done / seconds, 1),
           "p50_ms": round(1000 * float(np.percentile(lat, 50)), 1),
           "p99_ms": round(1000 * float(np.percentile(lat, 99)), 1),
-          "status_counts": {str(k): v for k, v in sorted(codes.items())},
-          "errors_5xx": sum(v for k, v in codes.items() if k >= 500),
+          "status_counts": {str(k): v for k, v in sorted(codes.items(), key=str)},
+          "errors_5xx": sum(v for k, v in codes.items() if isinstance(k, int) and k >= 500),
+          "transport_errors": sum(v for k, v in codes.items() if not isinstance(k, int)),
           "malformed_sent": sum(1 for k, _ in plan[:done] if k == "bad"), "malformed_4xx_with_message": bad_ok,
           "example_messages": sorted(messages)[:8], "upserts_ok": len(added),
           "items_after": health["items"], "lost_upserts": lost}
@@ -207,6 +220,7 @@ def main() -> None:
                        for k in ("HR@10", "HR@50", "HR@200")}}
   finally:
     stop_server(proc)
+  save(args.out, out)   # kept if a later phase fails
 
   proc = start_server(workdir, serving, port, log)
   try:
@@ -233,9 +247,13 @@ def main() -> None:
         f"5xx {l['errors_5xx']}, statuses {l['status_counts']}")
   print(f"malformed {l['malformed_sent']} -> 4xx with message {l['malformed_4xx_with_message']}; "
         f"upserts {l['upserts_ok']} ok, {len(l['lost_upserts'])} lost; items after {l['items_after']}")
-  pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-  pathlib.Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+  save(args.out, out)
   print(f"wrote {args.out}")
+
+
+def save(path: str, out: dict) -> None:
+  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+  pathlib.Path(path).write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -117,7 +117,10 @@ def run(argv: list[str]) -> None:
   else:
     import uvicorn  # noqa: PLC0415
     from jaxrec.serving.app import create_app  # noqa: PLC0415
-    uvicorn.run(create_app(svc), host=args.host, port=args.port, log_level="warning")
+    # Keep-alive beyond the longest queueing a loaded host sees, so a client reusing a
+    # connection does not race the server closing it.
+    uvicorn.run(create_app(svc), host=args.host, port=args.port, log_level="warning",
+                timeout_keep_alive=60)
 
 
 def main() -> None:

@@ -123,7 +123,7 @@ def build_artifact(workdir: str | os.PathLike, out: str | os.PathLike, *,
   """Writes the serving folder `out` from a training workdir; returns a summary."""
   from jaxrec import evaluate, sharding, train  # noqa: PLC0415
   from jaxrec import workdir as workdir_lib  # noqa: PLC0415
-  from jaxrec.data import batching  # noqa: PLC0415
+  from jaxrec.data import batching, prompts  # noqa: PLC0415
   from jaxrec.llm import embed  # noqa: PLC0415
   workdir, out = pathlib.Path(workdir), pathlib.Path(out)
   try:
@@ -151,7 +151,8 @@ def build_artifact(workdir: str | os.PathLike, out: str | os.PathLike, *,
       model, params, content, batching.to_tokens(split.test.histories, config.data.max_history),
       mesh))
   keep = np.ones(n, bool) if include_cold else ~np.isin(np.arange(n), cold)
-  titles = [f.get("title") or dataset.item_ids[i] for i, f in enumerate(dataset.item_fields)]
+  titles = [prompts.clean_field(f.get("title") or "") or dataset.item_ids[i]
+            for i, f in enumerate(dataset.item_fields)]
   stats = {}
   if raw is not None:
     stats = {"content_mean": raw.mean(0), "content_std": raw.std(0)}

@@ -22,6 +22,7 @@ texts in a history need no new table shapes: it is compiled once per
 import dataclasses
 import functools
 import pathlib
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +54,7 @@ class Encoder:
     self.length_buckets = buckets_for(self.max_history, length_buckets)
     self._model = LearnTowers(tower_config)
     self._llm = None
+    self._llm_lock = threading.Lock()
     m = config.model
     self.uses_content = m.item_input != "id" or m.item_tower == "content"
     self.has_id = m.item_input in ("id", "fusion")
@@ -64,16 +66,21 @@ class Encoder:
 
   # --------------------------------------------------------------- content
   def _load_llm(self):
-    if self._llm is None:
-      from jaxrec import sharding  # noqa: PLC0415
-      from jaxrec.llm import embed  # noqa: PLC0415
-      from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415
-      c = self.config.ceg
-      model_dir = embed.resolve_model_dir(c.model)
-      dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[c.dtype]
-      module, params, _ = load_hf_model(model_dir, dtype=dtype, param_dtype=dtype)
-      self._llm = (embed, model_dir, module, params, sharding.make_mesh(1))
+    with self._llm_lock:   # one load: transformers' lazy imports are not thread-safe
+      if self._llm is None:
+        self._llm = self._open_llm()
     return self._llm
+
+  def _open_llm(self):
+    from jaxrec import sharding  # noqa: PLC0415
+    from jaxrec.llm import embed  # noqa: PLC0415
+    from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415
+    c = self.config.ceg
+    model_dir = embed.resolve_model_dir(c.model)
+    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[c.dtype]
+    module, params, _ = load_hf_model(model_dir, dtype=dtype, param_dtype=dtype)
+    embed.tokenize(model_dir, ["warm-up"], c.max_tokens)   # loads the tokenizer now
+    return embed, model_dir, module, params, sharding.make_mesh(1)
 
   def content(self, texts: list[str]) -> np.ndarray:
     """[n, H] prepared content vectors (CEG + ceg.normalize, as training's table)."""
@@ -170,7 +177,10 @@ class Encoder:
     return np.concatenate(out)
 
   def warm_up(self) -> None:
-    """Compiles the user tower for every (batch, length) bucket now, not on a request."""
+    """Loads the content LLM and compiles the user tower for every (batch, length)
+    bucket now, not on a request."""
+    if not self.cold_start_error:
+      self.content(["warm-up"])
     for b in self.batch_buckets:
       for length in self.length_buckets:
         self._user_fn(b, length)
