@@ -226,7 +226,13 @@ def main() -> None:
   try:
     n2 = httpx.get(f"{base}/health").json()["items"]
     again = recommend_all(base, histories[:100], 200)
-    out["restart"] = {"items_after_restart": n2, "same_answers_first_100_users": again == ranked[:100]}
+    out["restart"] = {
+        "items_after_restart": n2,
+        "identical_top200_lists": sum(a == b for a, b in zip(again, ranked)) / len(again),
+        "identical_top10_lists": sum(a[:10] == b[:10] for a, b in zip(again, ranked)) / len(again),
+        "top200_set_overlap": float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(again, ranked)])),
+        "hit_rates_first_100_before_after": [hit_rates(ranked[:100], targets[:100]),
+                                             hit_rates(again, targets[:100])]}
     all_hist = [[ids[i] for i in h] for h in split.test.histories]
     out["load"] = load_test(base, all_hist, args.requests, args.clients, args.max_seconds, args.upserts)
   finally:
@@ -238,9 +244,11 @@ def main() -> None:
   print(f"{'':28} {'HR@10':>8} {'HR@50':>8} {'HR@200':>8}")
   for name in ("service", "offline_eval_same_run", "popularity"):
     print(f"{name:28} " + " ".join(f"{c[name][k]:8.4f}" for k in ("HR@10", "HR@50", "HR@200")))
+  r = out["restart"]
   print(f"items: {c['items_before']} -> {c['items_after_add']} after adding, "
-        f"{out['restart']['items_after_restart']} after restart; same answers after restart: "
-        f"{out['restart']['same_answers_first_100_users']}")
+        f"{r['items_after_restart']} after restart; first 100 users after restart: identical top-200 "
+        f"{r['identical_top200_lists']:.0%}, top-10 {r['identical_top10_lists']:.0%}, top-200 overlap "
+        f"{r['top200_set_overlap']:.4f}")
   l = out["load"]
   print(f"\nload: {l['requests']} requests, {l['clients']} clients, {l['seconds']} s, "
         f"{l['throughput_rps']} req/s, p50 {l['p50_ms']} ms, p99 {l['p99_ms']} ms, "
