@@ -107,6 +107,10 @@ class Batcher:
 def _message(err: pydantic.ValidationError | fastapi.exceptions.RequestValidationError) -> str:
   parts = []
   for e in err.errors():
+    if e.get("type") == "json_invalid":
+      parts.append(f"body is not valid JSON ({e.get('ctx', {}).get('error', 'decode error')} "
+                   f"at character {e.get('loc', ('', '?'))[-1]})")
+      continue
     where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
     parts.append(f"{where or 'body'}: {e.get('msg', 'invalid')}")
   return "; ".join(parts[:5]) or "invalid request"

@@ -111,7 +111,9 @@ class Service:
                        "active": np.ones(n, bool), "trained_row": base["rows"]})
     queries = np.load(self.folder / catalog.QUERIES, allow_pickle=False)
     self.index = ItemIndex.build(self.item_emb, self.ids, queries, settings or IndexSettings())
-    self.version = 0
+    # A rebuild over an existing state continues its numbering: the folder state.json
+    # points to is never the one being written.
+    self.version = json.loads(pointer.read_text())["version"] if pointer.is_file() else 0
     self._persist()
 
   def _persist(self) -> None:
