@@ -146,16 +146,17 @@ def plot_curves(runs: Sequence[Run]):
   return fig
 
 
-def plot_metrics(runs: Sequence[Run], metrics: Sequence[str] = DEFAULT_METRICS):
-  """Figure: test metrics of every run side by side, popularity of the first run's split hatched."""
+def plot_metrics(runs: Sequence[Run], metrics: Sequence[str] = DEFAULT_METRICS, popularity: bool = True):
+  """Figure: test metrics of every run side by side; with `popularity`, the first run's
+  popularity ranking (same split) hatched."""
   from matplotlib.figure import Figure  # noqa: PLC0415
 
   import numpy as np  # noqa: PLC0415
 
-  fig = Figure(figsize=(max(6.0, 1.3 * len(metrics) * (1 + len(runs) / 4)), 4.5), layout="constrained")
+  fig = Figure(figsize=(min(14.0, max(6.0, 1.3 * len(metrics) * (1 + len(runs) / 4))), 4.5), layout="constrained")
   ax = fig.subplots()
   x = np.arange(len(metrics))
-  pop = runs[0].results.get("popularity_test") if runs else None
+  pop = runs[0].results.get("popularity_test") if runs and popularity else None
   bars = [(r.name, r.results["test"], None) for r in runs] + ([("popularity", pop, "//")] if pop else [])
   width = 0.8 / max(len(bars), 1)
   for i, (name, values, hatch) in enumerate(bars):
