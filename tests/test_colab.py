@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 
+import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -66,3 +67,11 @@ def test_ablations_fall_back_to_fresh_results(quickstart_run, tmp_path, monkeypa
   nb = execute("learn_ablations.ipynb", {"JAXREC_ABLATIONS_OUT": str(tmp_path),
                                          "JAXREC_RESULTS_GLOB": str(workdir / "results.json")}, monkeypatch)
   assert images(nb) >= 1 and (tmp_path / "content_vs_id.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize("name", ["quickstart", "learn_ablations"])
+def test_notebook_and_its_py_pair_hold_the_same_cells(name):
+  py = jupytext.read(COLAB / f"{name}.py")
+  nb = nbformat.read(COLAB / f"{name}.ipynb", as_version=4)
+  assert [(c.cell_type, c.source) for c in py.cells] == [(c.cell_type, c.source) for c in nb.cells], \
+      f"run: jupytext --sync colab/{name}.py"
