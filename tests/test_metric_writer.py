@@ -3,6 +3,8 @@
 import json
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboardX import SummaryWriter
@@ -79,3 +81,8 @@ def test_peak_flops_table():
   peak, note = metric_writer.peak_flops("cpu")
   assert peak == metric_writer.CPU_NOMINAL_FLOPS and "NOMINAL" in note
   assert metric_writer.peak_flops("Strange accelerator")[0] is None
+
+
+def test_step_flops_counts_a_matmul():
+  a, b = jnp.ones((64, 32)), jnp.ones((32, 16))
+  assert metric_writer.step_flops(jax.jit(lambda x, y: x @ y), a, b) == pytest.approx(2 * 64 * 32 * 16, rel=0.01)
