@@ -67,13 +67,15 @@ print(jax.devices())
 # %% [markdown]
 # ## Choose what to train
 # `CONFIG` is a file in `configs/` (`demo` needs nothing else; `office`,
-# `beauty`, `ml_100k`, `ml_latest_small` read `../shared/data`, or set
-# `config.data.path`), `RECIPE` one of `jaxrec/recipes.py` ("" = the default
-# LEARN recipe, `sasrec`, `paper`, `content`, `id`, ...).
+# `beauty`, `ml_100k`, `ml_latest_small` read `../shared/data`, or the
+# dataset folder in `DATA_PATH`, e.g. on your Google Drive), `RECIPE` one of
+# `jaxrec/recipes.py` ("" = the default LEARN recipe, `sasrec`, `paper`,
+# `content`, `id`, ...).
 
 # %% tags=["parameters"]
 CONFIG = os.environ.get("JAXREC_NOTEBOOK_CONFIG", "demo")
 RECIPE = os.environ.get("JAXREC_NOTEBOOK_RECIPE", "")
+DATA_PATH = os.environ.get("JAXREC_NOTEBOOK_DATA", "")    # "" = the config's own path
 TINY = os.environ.get("JAXREC_NOTEBOOK_TINY") == "1"     # CI: a tiny model for a few steps on CPU
 WORKDIR = os.environ.get("JAXREC_NOTEBOOK_WORKDIR", f"workdirs/{CONFIG}-{RECIPE or 'learn'}")
 
@@ -84,7 +86,7 @@ from ml_collections import config_dict
 
 
 def find_configs() -> pathlib.Path:
-  for root in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents):
+  for root in (pathlib.Path.cwd(), *pathlib.Path.cwd().parents, pathlib.Path.cwd() / "jaxrec"):
     if (root / "configs" / "demo.py").is_file():
       return root / "configs"
   raise FileNotFoundError("configs/ not found: run from the jaxrec repository (or its colab/ folder)")
@@ -98,6 +100,8 @@ def load_config(name: str, recipe: str = "") -> config_dict.ConfigDict:
 
 
 config = load_config(CONFIG, RECIPE)
+if DATA_PATH:
+  config.data.path = DATA_PATH
 if TINY:
   config.data.demo_users, config.data.demo_items = 240, 120
   config.model.d_model = config.model.d_out = 32
