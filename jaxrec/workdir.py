@@ -30,7 +30,7 @@ from jaxrec.errors import JaxrecError
 log = logging.getLogger(__name__)
 
 # What a run writes in its workdir; --overwrite removes exactly these.
-RUN_FILES = ("results.json", "config.json", "metrics.jsonl", "checkpoints",
+RUN_FILES = ("results.json", "config.json", "metrics.jsonl", "checkpoints", "tensorboard",
              "results.json.tmp", "config.json.tmp", "metrics.jsonl.tmp")
 REPLACE_HINT = "use --overwrite to replace that run, or a new --workdir"
 

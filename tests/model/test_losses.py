@@ -79,3 +79,24 @@ def test_gradient_is_finite_when_all_negatives_are_masked():
   h, t = jnp.array([[1], [2]]), jnp.array([[5], [5]])   # the only negative is the same item
   g = jax.grad(lambda u: dense_all_action_infonce(u, v, h, t, 20.0, True)[0])(u)
   assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_top1_accuracy_matches_a_loop():
+  rng = np.random.default_rng(3)
+  B, Lh, Lt, d = 4, 3, 2, 8
+  u = rng.normal(size=(B, Lh, d)).astype(np.float32)
+  v = rng.normal(size=(B, Lt, d)).astype(np.float32)
+  hist = rng.integers(0, 5, size=(B, Lh))
+  tgt = rng.integers(0, 5, size=(B, Lt))
+  hits, pairs = 0, 0
+  for b in range(B):
+    for i in range(Lh):
+      for j in range(Lt):
+        if hist[b, i] == 0 or tgt[b, j] == 0:
+          continue
+        negs = [u[b, i] @ v[w, k] for w in range(B) for k in range(Lt) if w != b and tgt[w, k] > 0]
+        pairs += 1
+        hits += all(u[b, i] @ v[b, j] > n for n in negs)
+  _, aux = dense_all_action_infonce(jnp.asarray(u), jnp.asarray(v), jnp.asarray(hist), jnp.asarray(tgt), 5.0)
+  assert float(aux["top1_acc"]) == pytest.approx(hits / pairs)
+  assert 0 < hits < pairs   # the example is not degenerate

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec.model.losses import candidates_softmax, full_softmax
+from jaxrec.model.losses import candidates_softmax, full_softmax, in_batch_top1
 
 
 def test_candidates_softmax_by_hand():
@@ -70,3 +70,16 @@ def test_chunked_full_softmax_gradient_matches_unchunked():
   f = lambda chunk: jax.grad(lambda u, it: full_softmax(u, it, pos, pos > 0, 2.0, chunk), (0, 1))(u, items)
   for a, b in zip(f(1000), f(8)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+def test_in_batch_top1_matches_a_loop():
+  rng = np.random.default_rng(4)
+  P, d = 12, 6
+  u, v = rng.normal(size=(P, d)).astype(np.float32), rng.normal(size=(P, d)).astype(np.float32)
+  pos = rng.integers(1, 6, size=P)
+  mask = rng.random(P) > 0.2
+  for max_queries in (P, 5):
+    hits = [all(u[p] @ v[p] > u[p] @ v[c] for c in range(P) if mask[c] and pos[c] != pos[p])
+            for p in range(min(P, max_queries)) if mask[p]]
+    got = in_batch_top1(jnp.asarray(u), jnp.asarray(v), jnp.asarray(pos), jnp.asarray(mask), max_queries)
+    assert float(got) == pytest.approx(np.mean(hits))
