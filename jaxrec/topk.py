@@ -75,11 +75,42 @@ def _mark(ids, lo, width):
   return mask.at[rows, jnp.where(inside, loc, width)].set(True)[:, :width]
 
 
-def _top(x, k, approx_recall, total):
-  if approx_recall > 0:
-    return lax.approx_max_k(x, k, recall_target=approx_recall,
-                            reduction_input_size_override=total if total > x.shape[-1] else -1)
-  return lax.top_k(x, k)
+def _approx_top(x, k, approx_recall, total):
+  return lax.approx_max_k(x, k, recall_target=approx_recall,
+                          reduction_input_size_override=total if total > x.shape[-1] else -1)
+
+
+_GROUP = 64        # items per group on the shortlist path
+_SHORTLIST = 32    # at most this many items of a chunk beat a row's k-th best: the shortlist path
+
+
+def _chunk_top(m, thr, kk):
+  """Exact top-kk (stable) of chunk scores m [C, B] as far as it can change top-k lists whose
+  k-th scores are thr [C, 1]: a later item must beat thr strictly (ties go to lower ids).
+
+  XLA's CPU top-k costs grow with k, so once the running lists are full and at most
+  _SHORTLIST items of the chunk beat thr in every row, only the _SHORTLIST groups of
+  _GROUP items with the highest maxima are searched (in ascending order, so ties still
+  go to lower ids), for their top _SHORTLIST; the rest of the output is -inf. Every
+  item that beats thr is in those groups, so the merged lists are exact either way.
+  """
+  c, b = m.shape
+  if b % _GROUP or b // _GROUP <= _SHORTLIST or kk <= _SHORTLIST:
+    return lax.top_k(m, kk)
+  groups = m.reshape(c, b // _GROUP, _GROUP)
+  n = _SHORTLIST * _GROUP
+
+  def shortlist(_):
+    gi = jnp.sort(lax.top_k(groups.max(-1), _SHORTLIST)[1], axis=1)
+    vals = jnp.take_along_axis(groups, gi[..., None], axis=1).reshape(c, n)
+    idx = (gi[..., None] * _GROUP + jnp.arange(_GROUP)).reshape(c, n)
+    v, pos = lax.top_k(vals, _SHORTLIST)
+    i = jnp.take_along_axis(idx, pos, axis=1)
+    return (jnp.pad(v, ((0, 0), (0, kk - _SHORTLIST)), constant_values=-jnp.inf),
+            jnp.pad(i, ((0, 0), (0, kk - _SHORTLIST))))
+
+  few = jnp.max(jnp.sum(m > thr, axis=1)) <= _SHORTLIST
+  return lax.cond(few, shortlist, lambda _: tuple(lax.top_k(m, kk)), None)
 
 
 def _merge(v1, i1, v2, i2, k):
@@ -130,7 +161,9 @@ def _body(u, items, excl, tgt, ts_given, *, k, chunk, num_items, shard_items, ap
       here = (tgt >= lo) & (tgt < lo + chunk)
       seen = jnp.where(here, jnp.take_along_axis(s, jnp.clip(tgt - lo, 0, chunk - 1), axis=1), seen)
     if k:
-      v, i = _top(jnp.where(ok & ~ex, s, -jnp.inf), kk, approx_recall, num_items)
+      m = jnp.where(ok & ~ex, s, -jnp.inf)
+      v, i = (_approx_top(m, kk, approx_recall, num_items) if approx_recall > 0
+              else _chunk_top(m, best_v[:, -1:], kk))
       best_v, best_i = _merge(best_v, best_i, v, i + lo, k)
     return cnt, seen, best_v, best_i
 

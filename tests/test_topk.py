@@ -123,3 +123,21 @@ def test_bad_arguments_are_clear_errors():
     topk.top_k(x, x, 6, mesh=sharding.make_mesh(1))
   with pytest.raises(JaxrecError, match="approx_recall=1.0"):
     topk.top_k(x, x, 2, mesh=sharding.make_mesh(1), approx_recall=1.0)
+
+
+@pytest.mark.parametrize("shard_items", [False, True])
+def test_shortlist_path_of_long_scans_equals_naive(shard_items):
+  # Chunks of 4096 > 32 groups of 64 and k > 32: once the lists are full, later chunks
+  # take the shortlist path (few items beat the k-th best); results must not change.
+  rng = np.random.default_rng(3)
+  u = rng.integers(-50, 51, (12, 8)).astype(np.float32)
+  x = rng.integers(-50, 51, (30000, 8)).astype(np.float32)
+  x[20000:20100] = x[5]                                # late duplicates tie an early item
+  ex = rng.integers(-1, 30000, (12, 30))
+  t = rng.integers(0, 30000, (12, 1))
+  blocks = list(topk.scan(u, x, mesh=sharding.make_mesh(2 if shard_items else 1), k=60, exclude=ex,
+                          targets=t, item_chunk=4096, shard_items=shard_items))
+  want_ids, want_scores, want_ranks = naive(u, x, 60, ex, t)
+  np.testing.assert_array_equal(blocks[0].ids, want_ids)
+  np.testing.assert_array_equal(blocks[0].scores, want_scores)
+  np.testing.assert_array_equal(blocks[0].ranks, want_ranks)
