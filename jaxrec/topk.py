@@ -15,14 +15,23 @@ Placement over the mesh axis `data` (`shard_items`):
   table never exists whole on one device), every device scores the whole user
   block against its slice; counts are summed (psum) and per-device top-k
   lists are gathered and merged.
-Both give identical results, and identical to one device.
 
 Order and ties: items sort by (score descending, item index ascending), the
 order of a stable sort. `lax.top_k` is stable and chunks are merged in
 ascending item order (running list first), so top-k follows that order
 exactly; a target's rank counts the items that sort before it. Scores are
 float32 dot products at `Precision.HIGHEST` (TPUs otherwise round matmul
-inputs to bfloat16); equal means bitwise equal.
+inputs to bfloat16); equal means bitwise equal, as the scan computed them.
+The target's score is needed before the scan reaches the target, so it is
+estimated by a dot of the same shape and checked bitwise against the scan's
+own; a block where they differ is counted again with the scan's scores
+(`Block.rescored`), so a target and its duplicate tie exactly.
+
+XLA rounds a float32 matmul according to its block shapes, so scores may
+differ by an ulp between device counts, placements or chunk sizes; ids and
+ranks then differ only where two items' scores are that close. On exactly
+representable scores (integer-valued embeddings) every placement and chunk
+size gives bitwise the same ids, scores and ranks (tests/test_topk.py).
 
 Non-finite scores (a diverged model) are never recommended and rank below
 every finite score; a target whose own score is not finite gets `UNRANKED`.
