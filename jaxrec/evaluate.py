@@ -8,7 +8,8 @@ and each block is scanned over the items in chunks (jaxrec/topk.py), so no
 users x items matrix exists and the item table may be replicated or sharded
 over the mesh (config eval.shard_items); ranks are integers and metrics are
 averaged on the host in float64, so the result depends on neither chunk size
-nor device count. `partial_users` picks the fixed seeded subset of users that
+nor device count (up to XLA's float32 rounding of a score by block shape,
+which can only swap items whose scores are an ulp apart; see topk.py). `partial_users` picks the fixed seeded subset of users that
 training's periodic validation uses (config eval.partial_users).
 
 Rank of a target = number of items that sort before it by (score descending,
