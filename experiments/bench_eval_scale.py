@@ -1,19 +1,20 @@
 """Exact full-ranking evaluation at Books scale: users x items synthetic, bounded memory.
 
-    nice -n 5 python experiments/bench_eval_scale.py --users=700000 --items=700000 --k=0
-    nice -n 5 python experiments/bench_eval_scale.py --users=35000 --items=700000 --k=200
+    nice -n 5 python experiments/bench_eval_scale.py --users=35000 --items=700000 --k=0 --name=ranks_only_slice_1of20
+    nice -n 5 python experiments/bench_eval_scale.py --users=35000 --items=700000 --k=200 --name=ranks_and_top200_slice_1of20
+    nice -n 5 python experiments/bench_eval_scale.py --users=700000 --items=700000 --k=0 --name=full   # ~30 min projected here, not run
 
 Synthetic 64-d user and item embeddings (normal; each user = noise + a random
 share of its target's embedding, so ranks cover the whole range), one target
-and `--history` random excluded items per user. One pass (jaxrec/topk.scan) computes each target's
-exact rank and, with --k > 0, each user's exact top-k, streamed block by block
-(only the ranks, U x 4 bytes, are kept). Checks on the way:
+and `--history` random excluded items per user. One pass (jaxrec/topk.scan)
+computes each target's exact rank and, with --k > 0, each user's exact top-k,
+streamed block by block (only the ranks, U x 4 bytes, are kept). Checks on the way:
 - small case (integer-valued embeddings, so every dot product is exact and
   ties are frequent): ranks and top-k equal a naive numpy reference exactly;
 - at scale: wherever a target is in the top-k and not in its user's history,
   its position in the top-k list equals its counted rank.
 Writes the wall time, throughput, peak RSS (resource.getrusage) and the
-memory bound to --out (.json and .md). With --users < --items it is a slice
+memory bound to --out (.json and .md). With --users < --project_users it is a slice
 of users; the projection to --project_users users is labelled as such.
 """
 
