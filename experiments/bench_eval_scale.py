@@ -173,12 +173,14 @@ def report(runs: dict) -> str:
            "items; their full-size time is a projection (users / measured users per second),",
            "not a measurement.", "",
            "| run | kind | users x items | k | wall s | users/s | projected s for 700k users | peak RSS MB | "
-           "top-k/rank mismatches | small case = naive |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "peak RSS MB once inputs were built | top-k/rank mismatches | small case = naive |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   for name, r in runs.items():
     c = r["small_case_vs_naive"]
     lines.append(f"| {name} | {r['kind']} | {r['users']:,} x {r['items']:,} | {r['k']} | {r['wall_seconds']} | "
                  f"{r['users_per_second']} | {r['projected_seconds_for_project_users']:.0f} "
                  f"({'projection' if r['kind'] == 'slice' else 'measured'}) | {r['peak_rss_mb']} | "
+                 f"{r['peak_rss_mb_after_inputs']} | "
                  f"{r['topk_rank_consistency']['mismatches']} of {r['topk_rank_consistency']['checked']} | "
                  f"{c['ranks_equal'] and c['top_k_equal']} |")
   lines += ["", "Memory bound: the process holds the synthetic inputs on the host (users U x d x 4 B,",
