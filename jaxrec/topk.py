@@ -133,6 +133,16 @@ def _same(a, b):
   return lax.bitcast_convert_type(a, jnp.int32) == lax.bitcast_convert_type(b, jnp.int32)
 
 
+def _estimate(u, tv, chunk):
+  """[C, T] scores of users u [C, d] for their targets' embeddings tv [C, T, d], by a dot
+  of the scan's shape [C, chunk] where they fit (XLA rounds by shape)."""
+  c, t, d = tv.shape
+  rows = tv.reshape(-1, d)
+  if len(rows) <= chunk:
+    rows = jnp.pad(rows, ((0, chunk - len(rows)), (0, 0)))
+  return _dot(u, rows)[:, :c * t].reshape(c, c, t)[jnp.arange(c), jnp.arange(c)]
+
+
 def _body(u, items, excl, tgt, ts_given, *, k, chunk, num_items, shard_items, approx_recall,
           with_ranks, given_ts):
   """Per device: ranks [C, T] and top-k of users u [C, d] over this device's items, the
@@ -149,10 +159,7 @@ def _body(u, items, excl, tgt, ts_given, *, k, chunk, num_items, shard_items, ap
     tv = jnp.where(own[..., None], items[jnp.clip(t - offset, 0, n_local - 1)], 0.0)
     if shard_items:  # a sharded table is gathered by summing each device's own rows
       tv = lax.psum(tv, AXIS)
-    rows = tv.reshape(-1, d)
-    if len(rows) <= chunk:
-      rows = jnp.pad(rows, ((0, chunk - len(rows)), (0, 0)))
-    ts = _dot(u, rows)[:, :tv.shape[0] * tv.shape[1]].reshape(c, c, -1)[jnp.arange(c), jnp.arange(c)]
+    ts = _estimate(u, tv, chunk)
   kk = min(k, chunk)
 
   def step(j, carry):

@@ -1,6 +1,7 @@
 """topk.scan / top_k: exact against a naive numpy reference (ties, exclusions, short rows),
 8 devices against 1, sharded items against replicated, approx_max_k's measured recall."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -141,3 +142,19 @@ def test_shortlist_path_of_long_scans_equals_naive(shard_items):
   np.testing.assert_array_equal(blocks[0].ids, want_ids)
   np.testing.assert_array_equal(blocks[0].scores, want_scores)
   np.testing.assert_array_equal(blocks[0].ranks, want_ranks)
+
+
+def test_a_target_score_estimate_that_differs_from_the_scan_is_rescored(monkeypatch):
+  # Simulates XLA rounding the estimate differently from the scan (one ulp up): the block
+  # must be counted again with the scan's own scores and still equal the reference.
+  u, x, ex, t = integer_case(seed=4)
+  real = topk._estimate
+  monkeypatch.setattr(topk, "_estimate", lambda *a: jnp.nextafter(real(*a), jnp.inf))
+  topk._compiled.cache_clear()
+  try:
+    blocks = list(topk.scan(u, x, mesh=sharding.make_mesh(8), k=5, exclude=ex, targets=t,
+                            user_chunk=8, item_chunk=16, shard_items=True))
+  finally:
+    topk._compiled.cache_clear()
+  assert all(b.rescored for b in blocks)
+  np.testing.assert_array_equal(np.concatenate([b.ranks for b in blocks]), naive(u, x, 5, ex, t)[2])
