@@ -68,7 +68,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, overwrite
                                          label=f"{dataset.name}-histories", **embed_kw))
   ranks = evaluate.rank_targets(users, items, split.test.targets,
                                 evaluate.batching.pad_items(split.test.histories), mesh,
-                                chunk=config.eval.user_chunk)
+                                chunk=config.eval.user_chunk, **evaluate.eval_options(config.eval))
   results = {"method": "baseline_v1", "valid": None,
              **train.test_report(config, dataset, split, cold, ranks, mesh),
              "config": config_json, "dataset": dataset.stats(),

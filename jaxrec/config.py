@@ -109,6 +109,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.ks = (10, 50, 200)           # Cut-offs for HR@K, NDCG@K, Recall@K.
   c.eval.user_chunk = 256             # Users ranked per device call (memory bound; results don't depend on it).
   c.eval.select = "NDCG@10"           # Validation metric that picks the best step.
+  c.eval.item_chunk = 8192            # Items scored per scan step (memory: user_chunk x item_chunk floats; results don't depend on it).
+  c.eval.shard_items = False          # Shard the item table over the mesh instead of replicating it (same results).
+  c.eval.approx_recall = 0.0          # > 0: ranks from lax.approx_max_k top-max(ks) lists with this recall target (TPU speed-up); 0 = exact.
+  c.eval.partial_users = 0            # > 0: periodic validation on a fixed seeded subset of this many users; final validation and test use all.
+  c.eval.partial_seed = 0             # Seed of that subset.
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.num_devices = -1             # Devices on the data axis (-1 = all).
@@ -225,6 +230,11 @@ RULES: dict[str, tuple] = {
     "eval.ks": _KS,
     "eval.user_chunk": _int(1),
     "eval.select": _STR,                  # HR|NDCG|Recall@K with K in eval.ks, below
+    "eval.item_chunk": _int(1),
+    "eval.shard_items": _BOOL,
+    "eval.approx_recall": _real(0.0, 1.0, hi_open=True),
+    "eval.partial_users": _int(0),
+    "eval.partial_seed": _int(0, 2**32 - 1),
     "mesh.num_devices": ((lambda v: _is_int(v) and (v == -1 or v >= 1)), "-1 (all) or an integer >= 1"),
 }
 

@@ -4,8 +4,13 @@ Every item of the catalogue is scored for every user (no sampled negatives);
 the user's history items are excluded from the ranking (the target itself is
 never excluded, so a repeat purchase can still be a hit). Users are processed
 in fixed-size chunks, padded, so memory is bounded and nothing recompiles;
-ranks are integers and metrics are averaged on the host in float64, so the
-result does not depend on the chunk size.
+and each block is scanned over the items in chunks (jaxrec/topk.py), so no
+users x items matrix exists and the item table may be replicated or sharded
+over the mesh (config eval.shard_items); ranks are integers and metrics are
+averaged on the host in float64, so the result depends on neither chunk size
+nor device count (up to XLA's float32 rounding of a score by block shape,
+which can only swap items whose scores are an ulp apart; see topk.py). `partial_users` picks the fixed seeded subset of users that
+training's periodic validation uses (config eval.partial_users).
 
 Rank of a target = number of items that sort before it by (score descending,
 item index ascending): ties are broken the way a stable top-k would, never in
@@ -27,11 +32,12 @@ import numpy as np
 from jax.sharding import Mesh
 
 from jaxrec import sharding
+from jaxrec import topk
 from jaxrec.data import batching
 from jaxrec.model.towers import LearnTowers
 
 DEFAULT_KS = (10, 50, 200)
-UNRANKED = np.iinfo(np.int32).max   # rank of a target whose score is not finite: a miss
+UNRANKED = topk.UNRANKED   # rank of a target whose score is not finite: a miss
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -46,48 +52,19 @@ def _user_chunk(model: LearnTowers, params, tokens, content):
   return jnp.take_along_axis(out, last[:, None, None], axis=1)[:, 0]
 
 
-@jax.jit
-def _rank_chunk(user_emb, item_emb, targets, exclude):
-  """ranks [C, T] of targets [C, T] (-1 = padding) among all items; a target
-  whose score is not finite gets UNRANKED, other non-finite scores rank last."""
-  num_items = item_emb.shape[0]
-  raw = user_emb @ item_emb.T                                     # [C, N]
-  finite = jnp.isfinite(raw)
-  scores = jnp.where(finite, raw, -jnp.inf)
-  rows = jnp.arange(scores.shape[0])[:, None]
-  excl = jnp.zeros((scores.shape[0], num_items + 1), bool)
-  excl = excl.at[rows, jnp.where(exclude >= 0, exclude, num_items)].set(True)[:, :num_items]
-  t = jnp.maximum(targets, 0)
-  is_target = jnp.zeros_like(excl).at[rows, t].set(targets >= 0)
-  scores = jnp.where(excl & ~is_target, -jnp.inf, scores)
-  t_score = jnp.take_along_axis(scores, t, axis=1)                # [C, T]
-  idx = jnp.arange(num_items)
-  before = (scores[:, None, :] > t_score[..., None]) | (
-      (scores[:, None, :] == t_score[..., None]) & (idx < t[..., None]))
-  t_finite = jnp.take_along_axis(finite, t, axis=1)
-  return jnp.where(t_finite, jnp.sum(before, axis=-1), UNRANKED)
-
-
 def _chunks(n: int, chunk: int):
   for start in range(0, n, chunk):
     yield start, min(start + chunk, n)
 
 
-def _pad_rows(x: np.ndarray, rows: int, fill) -> np.ndarray:
-  if len(x) == rows:
-    return x
-  pad = np.full((rows - len(x),) + x.shape[1:], fill, x.dtype)
-  return np.concatenate([x, pad])
-
-
 def item_embeddings(model: LearnTowers, params, content, num_items: int, mesh: Mesh,
                     chunk: int = 1024) -> jnp.ndarray:
   """[num_items, d] embeddings of every item, each embedded alone."""
-  chunk = _round_up(chunk, mesh.devices.size)
+  chunk = topk.round_up(chunk, mesh.devices.size)
   tokens = np.arange(1, num_items + 1, dtype=np.int32)
   out = []
   for a, b in _chunks(num_items, chunk):
-    tok = sharding.put_batch(_pad_rows(tokens[a:b], chunk, 0), mesh)
+    tok = sharding.put_batch(topk.pad_rows(tokens[a:b], chunk, 0), mesh)
     out.append(_item_chunk(model, params, tok, content)[:b - a])
   return jnp.concatenate(out)
 
@@ -95,28 +72,64 @@ def item_embeddings(model: LearnTowers, params, content, num_items: int, mesh: M
 def user_embeddings(model: LearnTowers, params, content, histories: np.ndarray, mesh: Mesh,
                     chunk: int = 1024) -> jnp.ndarray:
   """[U, d] user embeddings: the last real position of the user tower."""
-  chunk = _round_up(chunk, mesh.devices.size)
+  chunk = topk.round_up(chunk, mesh.devices.size)
   out = []
   for a, b in _chunks(len(histories), chunk):
-    tok = sharding.put_batch(_pad_rows(histories[a:b], chunk, 0), mesh)
+    tok = sharding.put_batch(topk.pad_rows(histories[a:b], chunk, 0), mesh)
     out.append(_user_chunk(model, params, tok, content)[:b - a])
   return jnp.concatenate(out)
 
 
-def rank_targets(user_emb: jnp.ndarray, item_emb: jnp.ndarray, targets: np.ndarray,
-                 exclude: np.ndarray, mesh: Mesh, chunk: int = 256) -> np.ndarray:
-  """[U, T] integer ranks (0 = top) of each user's targets; -1 where padded."""
-  chunk = _round_up(chunk, mesh.devices.size)
-  targets = targets.reshape(len(targets), -1).astype(np.int32)
-  item_emb = sharding.put_replicated(item_emb, mesh)
-  ranks = []
-  for a, b in _chunks(len(targets), chunk):
-    u = sharding.put_batch(_pad_rows(np.asarray(user_emb[a:b]), chunk, 0), mesh)
-    t = sharding.put_batch(_pad_rows(targets[a:b], chunk, -1), mesh)
-    e = sharding.put_batch(_pad_rows(exclude[a:b], chunk, -1), mesh)
-    ranks.append(np.asarray(_rank_chunk(u, item_emb, t, e))[:b - a])
-  ranks = np.concatenate(ranks)
+def rank_targets(user_emb, item_emb, targets: np.ndarray, exclude: np.ndarray, mesh: Mesh,
+                 chunk: int = 256, *, item_chunk: int = 8192, shard_items: bool = False,
+                 approx_recall: float = 0.0, max_k: int = max(DEFAULT_KS)) -> np.ndarray:
+  """[U, T] integer ranks (0 = top) of each user's targets; -1 where padded.
+
+  Exact (topk.scan: items scanned in chunks of `item_chunk`, the item table
+  replicated or sharded over the mesh). With approx_recall > 0 the ranks come
+  from an approximate top-`max_k` list instead (`lax.approx_max_k`): a target
+  outside it is UNRANKED, so only metrics at K <= max_k are meaningful.
+  """
+  targets = np.asarray(targets).reshape(len(targets), -1).astype(np.int32)
+  kw = dict(mesh=mesh, user_chunk=chunk, item_chunk=item_chunk, shard_items=shard_items)
+  if approx_recall > 0:
+    ids, _ = topk.top_k(user_emb, item_emb, min(max_k, item_emb.shape[0]),
+                        _without_targets(exclude, targets), approx_recall=approx_recall, **kw)
+    return ranks_in_top_k(ids, targets)
+  return np.concatenate([b.ranks for b in topk.scan(user_emb, item_emb, targets=targets,
+                                                    exclude=exclude, **kw)] or [targets])
+
+
+def _without_targets(exclude: np.ndarray, targets: np.ndarray) -> np.ndarray:
+  """The exclusion lists with each user's own targets removed (targets are never excluded)."""
+  exclude = np.asarray(exclude, np.int32).reshape(len(exclude), -1)
+  is_target = (exclude[:, :, None] == targets[:, None, :]).any(-1)
+  return np.where(is_target, -1, exclude)
+
+
+def ranks_in_top_k(ids: np.ndarray, targets: np.ndarray) -> np.ndarray:
+  """[U, T] position of each target in the top-k lists ids [U, k]; UNRANKED if absent, -1 if padded."""
+  targets = np.asarray(targets).reshape(len(targets), -1)
+  found = ids[:, None, :] == targets[:, :, None]                  # [U, T, k]
+  ranks = np.where(found.any(-1), found.argmax(-1), UNRANKED)
   return np.where(targets >= 0, ranks, -1)
+
+
+def eval_options(eval_config) -> dict:
+  """Keyword arguments of rank/evaluate/rank_targets from a config's `eval` section."""
+  return dict(item_chunk=eval_config.item_chunk, shard_items=eval_config.shard_items,
+              approx_recall=eval_config.approx_recall, max_k=max(eval_config.ks))
+
+
+def partial_users(num_users: int, size: int, seed: int) -> np.ndarray:
+  """Sorted indices of a fixed seeded subset of `size` users (all users if size is 0 or >= num_users).
+
+  Periodic validation on this subset is cheap and, being the same users every
+  time, comparable across steps; the final validation and test use everyone.
+  """
+  if size <= 0 or size >= num_users:
+    return np.arange(num_users)
+  return np.sort(np.random.default_rng(seed).choice(num_users, size, replace=False))
 
 
 def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
@@ -139,20 +152,22 @@ def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
 
 def rank(model: LearnTowers, params, content, histories: tuple[np.ndarray, ...],
          targets: np.ndarray, *, max_history: int, mesh: Mesh,
-         user_chunk: int = 256) -> np.ndarray:
-  """[U, T] ranks of each user's targets among all items; all history items excluded."""
+         user_chunk: int = 256, **options) -> np.ndarray:
+  """[U, T] ranks of each user's targets among all items; all history items excluded.
+  `options`: item_chunk, shard_items, approx_recall, max_k of rank_targets."""
   items = item_embeddings(model, params, content, model.config.num_items, mesh)
   users = user_embeddings(model, params, content, batching.to_tokens(histories, max_history),
                           mesh, chunk=user_chunk)
-  return rank_targets(users, items, targets, batching.pad_items(histories), mesh, chunk=user_chunk)
+  return rank_targets(users, items, targets, batching.pad_items(histories), mesh, chunk=user_chunk,
+                      **options)
 
 
 def evaluate(model: LearnTowers, params, content, histories: tuple[np.ndarray, ...],
              targets: np.ndarray, *, max_history: int, mesh: Mesh, ks=DEFAULT_KS,
-             user_chunk: int = 256) -> dict[str, float]:
+             user_chunk: int = 256, **options) -> dict[str, float]:
   """Full-ranking metrics for (history, target) pairs; all history items excluded."""
   return metrics_from_ranks(rank(model, params, content, histories, targets, max_history=max_history,
-                                 mesh=mesh, user_chunk=user_chunk), ks)
+                                 mesh=mesh, user_chunk=user_chunk, **options), ks)
 
 
 # Paper Table 7: users grouped by how often their target item was seen in training.
@@ -189,7 +204,3 @@ def popularity_ranks(train: tuple[np.ndarray, ...], histories: tuple[np.ndarray,
   counts = np.bincount(np.concatenate(train), minlength=num_items).astype(np.float32)
   return rank_targets(np.ones((len(targets), 1), np.float32), counts[:, None], targets,
                       batching.pad_items(histories), mesh)
-
-
-def _round_up(x: int, multiple: int) -> int:
-  return -(-x // multiple) * multiple

@@ -290,9 +290,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       donate_argnums=0)
   def ranks_of(params, histories, targets):
     return evaluate.rank(model, params, content, histories, targets, max_history=config.data.max_history,
-                         mesh=mesh, user_chunk=config.eval.user_chunk)
+                         mesh=mesh, user_chunk=config.eval.user_chunk, **evaluate.eval_options(config.eval))
   def eval_fn(params, histories, targets):
     return evaluate.metrics_from_ranks(ranks_of(params, histories, targets), tuple(config.eval.ks))
+  # --- partial evaluation (eval.partial_users): periodic validation on a fixed seeded
+  # subset of users; the best step's parameters get the full validation at the end.
+  part = evaluate.partial_users(len(split.valid.targets), config.eval.partial_users, config.eval.partial_seed)
+  is_partial = len(part) < len(split.valid.targets)
+  valid_part = (tuple(split.valid.histories[i] for i in part), split.valid.targets[part])
+  # --- end partial evaluation
   log_path = workdir / "metrics.jsonl"
   first = int(state.step)
   patience = config.train.patience
@@ -315,7 +321,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         writer.train(done, m)
         bar.set_postfix(loss=f"{m['loss']:.4f}", tau=f"{1 / m['logit_scale']:.3f}")
       if done % eval_every == 0 or done == total_steps:
-        valid = eval_fn(state.params["towers"], split.valid.histories, split.valid.targets)
+        valid = eval_fn(state.params["towers"], *valid_part)
         nonfinite.check_validation(state.params, valid, done, config, content)  # before best/ckpt
         best["history"].append({"step": done, **valid})
         metrics_file.write(json.dumps({"step": done, "epoch": done / per_epoch, "valid": valid}) + "\n")
@@ -350,8 +356,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   _banner("test")
   ranks = ranks_of(best["params"]["towers"], split.test.histories, split.test.targets)
+  full_valid = (eval_fn(best["params"]["towers"], split.valid.histories, split.valid.targets)
+                if is_partial else best["valid"])  # partial evaluation: the full validation
   results = {
-      "valid": best["valid"], **test_report(config, dataset, split, cold, ranks, mesh),
+      "valid": full_valid, "valid_users_periodic": len(part),
+      **test_report(config, dataset, split, cold, ranks, mesh),
       "config": config_json, "best_step": best["step"], "best_epoch": best["step"] / per_epoch,
       "total_steps": total_steps, "steps_per_epoch": per_epoch,
       "last_step": best["history"][-1]["step"] if best["history"] else 0,

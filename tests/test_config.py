@@ -83,6 +83,11 @@ BAD = {
     "eval.ks": [(), ("(10,abc)",), (0, 10), (10, 10), (10, 2.5), 10],
     "eval.user_chunk": [0],
     "eval.select": ["NDCG@20", "MRR@10", 10],
+    "eval.item_chunk": [0, 1.5],
+    "eval.shard_items": ["yes", 1],
+    "eval.approx_recall": [1.0, -0.1, float("nan")],
+    "eval.partial_users": [-1, 2.5],
+    "eval.partial_seed": [-1, 2**32],
     "mesh.num_devices": [0, -2],
 }
 

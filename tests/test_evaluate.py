@@ -115,3 +115,48 @@ def test_nan_parameters_score_zero_not_one():
   m = evaluate.evaluate(model, nan_params, content, histories, targets, max_history=8,
                         mesh=sharding.make_mesh(1), ks=(1, 10, 200))
   assert all(v == 0.0 for v in m.values()), m
+
+
+def test_partial_users_is_a_fixed_seeded_sorted_subset():
+  a = evaluate.partial_users(1000, 50, seed=7)
+  assert len(a) == 50 and len(set(a)) == 50 and (np.diff(a) > 0).all() and a.max() < 1000
+  np.testing.assert_array_equal(a, evaluate.partial_users(1000, 50, seed=7))
+  assert not np.array_equal(a, evaluate.partial_users(1000, 50, seed=8))
+  np.testing.assert_array_equal(evaluate.partial_users(30, 0, seed=7), np.arange(30))
+  np.testing.assert_array_equal(evaluate.partial_users(30, 30, seed=7), np.arange(30))
+
+
+def test_item_chunk_and_sharded_items_do_not_change_metrics():
+  model, params, content = _model_and_params(item_input="id")
+  rng = np.random.default_rng(6)
+  histories = tuple(rng.choice(50, size=rng.integers(1, 12), replace=False) for _ in range(29))
+  targets = rng.integers(0, 50, size=29)
+  kw = dict(max_history=8, ks=(1, 5, 10), user_chunk=16)
+  base = evaluate.evaluate(model, params, content, histories, targets, mesh=sharding.make_mesh(1), **kw)
+  for n, options in [(1, dict(item_chunk=7)), (8, dict(shard_items=True, item_chunk=3)),
+                     (4, dict(shard_items=True))]:
+    assert evaluate.evaluate(model, params, content, histories, targets, mesh=sharding.make_mesh(n),
+                             **kw, **options) == base
+
+
+def test_ranks_in_top_k_by_hand():
+  ids = np.array([[4, 2, 7], [1, -1, -1]])
+  ranks = evaluate.ranks_in_top_k(ids, np.array([[7, 5, -1], [1, 4, 2]]))
+  np.testing.assert_array_equal(ranks, [[2, evaluate.UNRANKED, -1], [0, evaluate.UNRANKED, evaluate.UNRANKED]])
+
+
+def test_approx_path_ranks_are_exact_ranks_within_max_k_on_cpu():
+  rng = np.random.default_rng(7)
+  users = rng.integers(-3, 4, (40, 4)).astype(np.float32)
+  items = rng.integers(-3, 4, (300, 4)).astype(np.float32)
+  targets = rng.integers(0, 300, 40)
+  exclude = rng.integers(-1, 300, (40, 10))
+  targets[:3] = (users[:3] @ items.T).argmax(1)        # rank 0 ...
+  exclude[:3, 0] = targets[:3]                         # ... and in the history: still ranked
+  mesh = sharding.make_mesh(1)
+  exact = evaluate.rank_targets(users, items, targets, exclude, mesh)
+  approx = evaluate.rank_targets(users, items, targets, exclude, mesh, approx_recall=0.9, max_k=20)
+  # CPU's approx_max_k is the exact top-k (jax 0.10.2), so every rank below max_k is found;
+  # on TPU only about recall_target of them would be.
+  np.testing.assert_array_equal(approx, np.where(exact < 20, exact, evaluate.UNRANKED))
+  np.testing.assert_array_equal(approx[:3, 0], [0, 0, 0])

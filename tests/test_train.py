@@ -204,3 +204,19 @@ def test_checkpoint_off_does_not_overwrite_another_configs_results(tmp_path):
   other = train.train_and_evaluate(tiny_config(train={**off, "learning_rate": 1e-4}), tmp_path,
                                    overwrite=True)
   assert json.loads((tmp_path / "results.json").read_text())["test"] == other["test"]
+
+
+def test_partial_validation_periodically_full_validation_at_the_end(tmp_path):
+  # Validation only at the last step, so both runs pick the same (last) step: the partial
+  # run's periodic validation saw 20 users, its reported validation (at the end) all of them.
+  kw = dict(train={"num_epochs": 1, "eval_every": 10_000})
+  full = train.train_and_evaluate(tiny_config(**kw), tmp_path / "full")
+  part = train.train_and_evaluate(tiny_config(**kw, eval={"partial_users": 20, "partial_seed": 3}),
+                                  tmp_path / "part")
+  assert part["valid_users_periodic"] == 20 < full["valid_users_periodic"]
+  assert part["best_step"] == full["best_step"] == part["total_steps"]
+  assert part["valid"] == full["valid"] and part["test"] == full["test"]
+  periodic = part["valid_history"][-1]
+  assert periodic != full["valid_history"][-1]
+  for k in (10, 50, 200):  # a mean over 20 users
+    assert periodic[f"HR@{k}"] * 20 == pytest.approx(round(periodic[f"HR@{k}"] * 20))
