@@ -22,7 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
                                       # the frozen LLM reads the history's texts; no training).
 
   c.data = ml_collections.ConfigDict()
-  c.data.kind = "synthetic_demo"      # lcrec_json | movielens_100k | movielens_latest_small | synthetic_demo
+  c.data.kind = "synthetic_demo"      # amazon_books | lcrec_json | movielens_100k | movielens_latest_small |
+                                      # synthetic_demo
   c.data.path = ""                    # Folder of the dataset files ("" for synthetic_demo).
   c.data.name = ""                    # lcrec_json: file prefix, e.g. "Office" ("" = the only one).
   c.data.template = ""                # Item text template, str.format fields ("" = the kind's default).
@@ -156,7 +157,7 @@ _KS = ((lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(_is_int(k)
 
 RULES: dict[str, tuple] = {
     "seed": _int(0, 2**32 - 1),           # jax.random.key wraps larger seeds silently
-    "data.kind": _choice("lcrec_json", "movielens_100k", "movielens_latest_small", "synthetic_demo"),
+    "data.kind": _choice("amazon_books", "lcrec_json", "movielens_100k", "movielens_latest_small", "synthetic_demo"),
     "data.path": _STR,
     "data.name": _STR,
     "data.template": _STR,                # fields checked against the dataset by prompts

@@ -3,6 +3,7 @@
 import inspect
 from collections.abc import Callable
 
+from jaxrec.data import amazon_books
 from jaxrec.data import lcrec_json
 from jaxrec.data import movielens
 from jaxrec.data import synthetic
@@ -11,6 +12,7 @@ from jaxrec.errors import JaxrecError
 
 # kind -> (loader, whether it reads a folder).
 _LOADERS: dict[str, tuple[Callable[..., RecDataset], bool]] = {
+    "amazon_books": (amazon_books.load, True),
     "lcrec_json": (lcrec_json.load, True),
     "movielens_100k": (movielens.load_100k, True),
     "movielens_latest_small": (movielens.load_latest_small, True),
