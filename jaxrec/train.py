@@ -244,7 +244,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   _banner("data")
   dataset, split, cold = load_data(config)
-  log.info("%s: %s; %d training sequences, %d evaluated, %d dropped (< 3 items), %d cold items",
+  log.info("%s: %s; %d training sequences, %d evaluated, %d dropped (too few items), %d cold items",
            dataset.name, dataset.stats(), len(split.train), len(split.valid.targets),
            split.num_dropped_users, len(cold))
   per_epoch, batch_at = training_input(config, split)
