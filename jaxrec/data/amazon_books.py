@@ -136,7 +136,7 @@ def read_ratings(file: str | os.PathLike, report: BooksReport) -> Ratings:
   """Streams `user,item,rating,timestamp` lines (no header) into compact columns."""
   def on_invalid(row) -> str:           # wrong number of columns
     report.malformed_ratings += 1
-    _note(report, f"{RATINGS_FILE} line {row.number}: {row.text!r}")
+    _note(report, f"{RATINGS_FILE}: wrong number of fields: {row.text!r}")
     return "skip"
   names = ["user", "item", "rating", "timestamp"]
   reader = pcsv.open_csv(
@@ -288,7 +288,12 @@ def find_files(path: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
 
 def preprocess(path: str | os.PathLike) -> tuple[ds.RecDataset, BooksReport]:
   """HSTU's Books preprocessing of the two files in folder `path`, streamed."""
-  ratings_file, meta_file = find_files(path)
+  return preprocess_files(*find_files(path))
+
+
+def preprocess_files(ratings_file: str | os.PathLike, meta_file: str | os.PathLike
+                     ) -> tuple[ds.RecDataset, BooksReport]:
+  """HSTU's Books preprocessing of the two files (wherever they are, e.g. TFDS's download folder)."""
   report = BooksReport()
   ratings = read_ratings(ratings_file, report)
   if not len(ratings.timestamps):

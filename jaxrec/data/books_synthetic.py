@@ -78,31 +78,48 @@ def _ids(prefix: str, codes: np.ndarray, width: int) -> pa.Array:
 
 def meta_line(k: int, rng: np.random.Generator, num_items: int) -> str:
   """One metadata line as the 2014 release writes it: repr() of a dict, fields as present."""
-  words = lambda lo, hi: " ".join(rng.choice(_WORDS, rng.integers(lo, hi)))
-  entry = {"asin": item_id(k), "title": words(2, 8).title()}
-  if rng.random() < 0.9:
-    entry["categories"] = [list(_CATEGORIES[rng.integers(len(_CATEGORIES))])]
-  if rng.random() < 0.6:
-    entry["price"] = round(float(rng.uniform(0.99, 60)), 2)
-  if rng.random() < 0.7:
-    entry["salesRank"] = {"Books": int(rng.integers(1, 3_000_000))}
-  if rng.random() < 0.2:
-    entry["brand"] = words(1, 3).title()
-  entry["imUrl"] = f"http://ecx.images-amazon.com/images/I/{k:010d}.jpg"
-  entry["related"] = {"also_bought": [item_id(int(j)) for j in rng.integers(0, num_items, 4)]}
-  if rng.random() < 0.7:
-    entry["description"] = words(10, 60).capitalize() + ". It's \"great\"."
-  return repr(entry)
+  return _meta_lines(np.array([k]), rng, num_items)[0]
+
+
+def _meta_lines(ks: np.ndarray, rng: np.random.Generator, num_items: int) -> list[str]:
+  """Lines for items `ks`, random draws made in bulk (the full shape has 2.3M lines)."""
+  n = len(ks)
+  flags = rng.random((n, 5))
+  lengths = rng.integers(2, 8, n), rng.integers(1, 3, n), rng.integers(10, 60, n)
+  words = rng.integers(0, len(_WORDS), (n, 8 + 3 + 60))
+  cats = rng.integers(0, len(_CATEGORIES), n)
+  prices = np.round(rng.uniform(0.99, 60, n), 2)
+  ranks = rng.integers(1, 3_000_000, n)
+  related = rng.integers(0, num_items, (n, 4))
+  text = lambda row, lo, m: " ".join(_WORDS[w] for w in row[lo:lo + m])
+  out = []
+  for r, k in enumerate(ks.tolist()):
+    entry = {"asin": item_id(k), "title": text(words[r], 0, lengths[0][r]).title()}
+    if flags[r, 0] < 0.9:
+      entry["categories"] = [list(_CATEGORIES[cats[r]])]
+    if flags[r, 1] < 0.6:
+      entry["price"] = float(prices[r])
+    if flags[r, 2] < 0.7:
+      entry["salesRank"] = {"Books": int(ranks[r])}
+    if flags[r, 3] < 0.2:
+      entry["brand"] = text(words[r], 8, lengths[1][r]).title()
+    entry["imUrl"] = f"http://ecx.images-amazon.com/images/I/{k:010d}.jpg"
+    entry["related"] = {"also_bought": [item_id(j) for j in related[r].tolist()]}
+    if flags[r, 4] < 0.7:
+      entry["description"] = text(words[r], 11, lengths[2][r]).capitalize() + ". It's \"great\"."
+    out.append(repr(entry))
+  return out
 
 
 def write_meta(file: str | os.PathLike, num_items: int, seed: int = 0, coverage: float = 0.98,
-               compresslevel: int = 1) -> None:
+               compresslevel: int = 1, chunk: int = 50_000) -> None:
   """One line per item for a `coverage` fraction of the items (the real file misses some)."""
   rng = np.random.default_rng([seed, 1])
   with gzip.open(file, "wt", encoding="utf-8", compresslevel=compresslevel) as f:
-    for k in range(num_items):
-      if rng.random() < coverage:
-        f.write(meta_line(k, rng, num_items) + "\n")
+    for start in range(0, num_items, chunk):
+      ks = np.arange(start, min(start + chunk, num_items))
+      ks = ks[rng.random(len(ks)) < coverage]
+      f.write("\n".join(_meta_lines(ks, rng, num_items)) + "\n")
 
 
 def write_sample(folder: str | os.PathLike, num_ratings: int = 60_000, num_users: int = 12_000,

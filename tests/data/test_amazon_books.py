@@ -143,3 +143,20 @@ def test_registry_kind_and_streaming_blocks(tmp_path, monkeypatch):
   blocks = registry.load_dataset("amazon_books", str(tmp_path))
   assert whole.user_ids == blocks.user_ids and whole.item_ids == blocks.item_ids
   assert all(np.array_equal(a, b) for a, b in zip(whole.sequences, blocks.sequences))
+
+
+def test_tfds_builder_array_record_read_back_with_grain(tmp_path):
+  import sys
+  from jaxrec.data import tfds_books
+  _write(tmp_path / "raw")
+  direct, _ = amazon_books.preprocess(tmp_path / "raw")
+  builder = tfds_books.prepare(tmp_path / "raw", tmp_path / "tfds")
+  assert list((pathlib_files := sorted(p.name for p in (tmp_path / "tfds").rglob("*.array_record*"))))
+  back = tfds_books.read(builder)
+  assert back.user_ids == direct.user_ids and back.item_ids == direct.item_ids
+  assert back.item_fields == direct.item_fields
+  assert all(np.array_equal(a, b) for a, b in zip(back.sequences, direct.sequences))
+  assert all(np.array_equal(a, b) for a, b in zip(back.timestamps, direct.timestamps))
+  assert "tensorflow" not in sys.modules, pathlib_files
+  with pytest.raises(JaxrecError, match="meta_Books.json.gz"):
+    tfds_books.prepare(tmp_path / "empty", tmp_path / "tfds")
