@@ -25,15 +25,21 @@ positives (logQ-corrected) plus 8,192 uniformly sampled items.
 Expected result (an estimate, not a measured run: the real files are not on
 our machines): between SASRec and LEARN's published row of DESIGN.md
 section 2 (HR@10 .0306-.0407, NDCG@10 .0164-.0224, HR@200 .14-.19).
-Cost: estimated from step times measured on CPU (experiments/results/
-books_preprocess.md, `full_step`) scaled by FLOPs, not measured on the
-accelerators: ~2.8 TFLOP per step (12 layers x 768 over 240 x 50 positions,
-forward + backward, plus 19k candidate vectors); ~9,000 steps (10 epochs of
-~900 packed batches). One H100 (bf16 ~400 TFLOP/s peak, assuming 35% MFU):
-~0.02 s a step, ~4 minutes of training plus CEG. CEG of 695k items with
-Baichuan2-7B (256 tokens, ~3.6 TFLOP an item... 2 x 7B x 256) ~2.6 PFLOP:
-~3 hours on one H100, ~1.5 hours on a TPU v5e-8 (8 x 197 TFLOP/s, 35% MFU);
-training on the v5e-8 ~3 minutes. CEG dominates; it is cached and resumable.
+
+Cost, estimated from FLOPs, not measured on an accelerator (none was at
+hand): the train step of this config is 7.9 TFLOP (forward + backward,
+counted analytically in experiments/bench_books_preprocess.py); measured on
+the shared 2-core CPU at a reduced batch it runs at 24 GFLOP/s, so ~330 s a
+step here (experiments/results/books_preprocess.md). An epoch is ~1,050
+steps (synthetic data at the real shape), 10 epochs ~10.5k steps. At an
+assumed 35% MFU: one H100 (f32 matmuls as TF32, 495 TFLOP/s peak) ~0.05 s a
+step, ~10 minutes of training with the validations; a TPU v5e-8 (8 x 197
+TFLOP/s) ~0.015 s a step, ~3 minutes. CEG dominates: Baichuan2-7B over 695k
+item texts of ~130 tokens is ~1.3e18 FLOP, ~55 minutes on one H100 (bf16,
+40% MFU), ~35 minutes on a v5e-8; it runs once, cached and resumable
+(`python -m jaxrec.embed --config=configs/amazon_books.py`). Preprocessing
+the raw files on one host: ~100 CPU seconds and 2.3 GiB peak RSS at the real
+shape, once (then read from the TFDS array_record cache).
 
 Variant `:small` runs on a CPU in minutes on a sample in the real format:
 

@@ -55,7 +55,9 @@ per_epoch, batch_at = train.training_input(cfg, split)
 first = batch_at(0)
 t2 = time.perf_counter()
 report = {k: v for k, v in vars(report).items()}
+ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"preprocess_s": round(t1 - t0, 1), "data_stage_s": round(t2 - t1, 1),
+                  "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
                   "peak_rss_preprocess_gib": round(rss_pre, 2),
                   "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
                   "report": report, "stats": dataset.stats(), "train_sequences": len(split.train),
