@@ -151,12 +151,13 @@ def test_tfds_builder_array_record_read_back_with_grain(tmp_path):
   _write(tmp_path / "raw")
   direct, _ = amazon_books.preprocess(tmp_path / "raw")
   builder = tfds_books.prepare(tmp_path / "raw", tmp_path / "tfds")
-  assert list((pathlib_files := sorted(p.name for p in (tmp_path / "tfds").rglob("*.array_record*"))))
+  files = sorted(p.name for p in (tmp_path / "tfds").rglob("*.array_record*"))
+  assert any("users" in f for f in files) and any("items" in f for f in files), files
   back = tfds_books.read(builder)
   assert back.user_ids == direct.user_ids and back.item_ids == direct.item_ids
   assert back.item_fields == direct.item_fields
   assert all(np.array_equal(a, b) for a, b in zip(back.sequences, direct.sequences))
   assert all(np.array_equal(a, b) for a, b in zip(back.timestamps, direct.timestamps))
-  assert "tensorflow" not in sys.modules, pathlib_files
+  assert "tensorflow" not in sys.modules
   with pytest.raises(JaxrecError, match="meta_Books.json.gz"):
     tfds_books.prepare(tmp_path / "empty", tmp_path / "tfds")
