@@ -55,3 +55,14 @@ def test_metrics_are_learns_h_and_r():
   m = evaluate.metrics_from_ranks(ranks, (50, 100))
   assert m["HR@50"] == 0.5 and m["Recall@50"] == pytest.approx((1 / 2 + 0) / 2)
   assert m["HR@100"] == 1.0 and m["Recall@100"] == 1.0
+
+
+def test_load_data_selects_the_time_split(shared_data):
+  from jaxrec import config as config_lib, train
+  c = config_lib.base_config()
+  c.data.kind, c.data.path = "movielens_100k", str(shared_data / "ml-100k")
+  c.data.protocol, c.data.cut_quantile, c.data.valid_users, c.data.test_users = "time_split", 0.8, 0.3, 0.5
+  dataset, split, cold = train.load_data(c)
+  assert isinstance(split, time_split.TimeSplit) and len(cold) == 0
+  assert split.test.targets.shape == (54, c.data.target_len)        # the ML-100K table's split
+  assert max(len(s) for s in split.train) <= max(len(s) for s in dataset.sequences)
