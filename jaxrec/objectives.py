@@ -78,7 +78,9 @@ def next_item_loss(params, batch, content, rng, *, model: LearnTowers, lc, log_q
     loss = full_softmax(u, table, pos, mask, scale, lc.full_chunk, allowed)
     v_pos = jnp.take(table, jnp.maximum(pos - 1, 0), axis=0)
   else:
-    v_pos = items(pos)
+    # Padding / unsupervised positions embed item 1 instead of the zero padding row, whose
+    # L2 normalisation has a NaN gradient; they are masked out of the loss and the candidates.
+    v_pos = items(jnp.where(mask, pos, 1))
     cand, tokens, ok, cand_lq, pos_lq = [], [], [], [], 0.0
     if lc.negatives in ("in_batch", "mixed"):
       # Expected count of an item among the batch's positives: n_valid * q(item).

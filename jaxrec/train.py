@@ -34,7 +34,7 @@ from jaxrec import preemption
 from jaxrec import sharding
 from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoints import RunCheckpoints
-from jaxrec.data import batching, packing, prompts, registry, splits
+from jaxrec.data import batching, packing, prompts, registry, splits, time_split
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_write_json
 from jaxrec.llm import embed
@@ -140,12 +140,19 @@ def _banner(title: str) -> None:
 # ----------------------------------------------------------------------------
 
 def load_data(config: ml_collections.ConfigDict):
-  """The dataset, its leave-one-out split and the cold items (empty unless data.cold_items)."""
+  """The dataset, its split (data.protocol) and the cold items (empty unless data.cold_items)."""
   d = config.data
   kwargs = {"num_users": d.demo_users, "num_items": d.demo_items, "seed": config.seed} \
       if d.kind == "synthetic_demo" else ({"name": d.name} if d.kind == "lcrec_json" and d.name else {})
   dataset = registry.load_dataset(d.kind, d.path or None, **kwargs)
-  split = splits.leave_one_out(dataset.sequences)
+  if d.protocol == "time_split":
+    split = time_split.time_split(dataset.sequences, dataset.timestamps, cut_quantile=d.cut_quantile,
+                                  valid_users=d.valid_users, test_users=d.test_users,
+                                  target_len=d.target_len)
+    log.info("time split: cut at t=%d; %d valid and %d test users (disjoint from training)",
+             split.cut_time, len(split.valid.users), len(split.test.users))
+  else:
+    split = splits.leave_one_out(dataset.sequences)
   if not split.train:
     raise JaxrecError(f"{dataset.name}: no user has enough interactions to train on")
   cold = np.zeros(0, np.int32)
@@ -212,13 +219,14 @@ def test_report(config, dataset, split, cold: np.ndarray, ranks: np.ndarray, mes
   ks = tuple(config.eval.ks)
   pop_ranks = evaluate.popularity_ranks(split.train, split.test.histories, split.test.targets,
                                         dataset.num_items, mesh=mesh)
-  groups = evaluate.target_count_groups(split.train, split.test.targets, dataset.num_items)
   report = {
       "test": evaluate.metrics_from_ranks(ranks, ks),
       "popularity_test": evaluate.metrics_from_ranks(pop_ranks, ks),
-      "test_by_target_train_count": evaluate.metrics_by_group(ranks, groups, ks),
-      "popularity_by_target_train_count": evaluate.metrics_by_group(pop_ranks, groups, ks),
   }
+  if split.test.targets.ndim == 1:   # one target a user (leave-one-out): group users by it
+    groups = evaluate.target_count_groups(split.train, split.test.targets, dataset.num_items)
+    report["test_by_target_train_count"] = evaluate.metrics_by_group(ranks, groups, ks)
+    report["popularity_by_target_train_count"] = evaluate.metrics_by_group(pop_ranks, groups, ks)
   if len(cold):
     cold_users = {"cold_target": np.isin(split.test.targets, cold),
                   "warm_target": ~np.isin(split.test.targets, cold)}
@@ -247,7 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   _banner("data")
   dataset, split, cold = load_data(config)
-  log.info("%s: %s; %d training sequences, %d evaluated, %d dropped (< 3 items), %d cold items",
+  log.info("%s: %s; %d training sequences, %d evaluated, %d dropped (too few items), %d cold items",
            dataset.name, dataset.stats(), len(split.train), len(split.valid.targets),
            split.num_dropped_users, len(cold))
   per_epoch, batch_at = training_input(config, split)

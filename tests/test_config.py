@@ -26,6 +26,10 @@ BAD = {
     "data.window_stride": [-1, 1.5],
     "data.pack": ["yes", 1],
     "data.cold_items": [1.0, -0.1],
+    "data.protocol": ["time", "loo"],
+    "data.cut_quantile": [0.0, 1.0, "0.9"],
+    "data.valid_users": [0.0, 0.6],
+    "data.test_users": [0.0, 0.6],
     "data.cold_seed": [-1],
     "ceg.history_max_tokens": [1, 0],
     "ceg.history_item_chars": [0],
@@ -98,12 +102,20 @@ def test_every_field_has_a_rule_and_a_bad_value_test():
   assert fields == set(BAD)
 
 
-@pytest.mark.parametrize("name", ["demo", "office"])
+@pytest.mark.parametrize("name", ["demo", "office", "amazon_books", "amazon_books:small"])
 def test_shipped_configs_are_valid(name):
+  name, _, variant = name.partition(":")
   spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config_lib.validate(module.get_config())
+  config_lib.validate(module.get_config(variant) if variant else module.get_config())
+
+
+def test_time_split_rejects_the_cold_item_protocol():
+  c = _with("data.protocol", "time_split")
+  c.data.cold_items = 0.1
+  with pytest.raises(JaxrecError, match="cold_items"):
+    config_lib.validate(c)
 
 
 def _with(path: str, value) -> ml_collections.ConfigDict:

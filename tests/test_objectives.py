@@ -100,3 +100,18 @@ def test_eight_devices_equal_one(negatives):
   assert out[1][0] == pytest.approx(out[8][0], rel=1e-5)
   for a, b in zip(out[1][1], out[8][1]):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+@pytest.mark.parametrize("negatives", ["in_batch", "sampled", "mixed"])
+def test_padding_positions_give_finite_gradients(negatives):
+  """Content through the whitening adapter maps the zero padding row to 0, whose L2 norm has a
+  NaN gradient: padded positions (and a batch's empty filler rows) must not reach it."""
+  c, model, params, content, batch = setup(negatives, item_input="content")
+  c.model.adapter = "whiten"
+  model = LearnTowers(train.tower_config(c, NUM_ITEMS))
+  params = train.init_params(model, c, content)
+  batch = {k: np.concatenate([v, np.zeros_like(v)]) for k, v in batch.items()}   # empty filler rows
+  fn = objectives.make_loss_fn(c, model, objectives.item_log_q((np.arange(NUM_ITEMS),), NUM_ITEMS))
+  (loss, _), grads = jax.value_and_grad(fn, has_aux=True)(params, batch, content, jax.random.key(0))
+  assert np.isfinite(float(loss))
+  assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))

@@ -28,6 +28,9 @@ class RecDataset:
     item_fields: Text fields of item i, e.g. {"title": ..., "categories": ...}.
     user_ids: Original user id of row u.
     sequences: int32 internal item indices per user, oldest first.
+    timestamps: Per user, the int64 time of each interaction (non-decreasing),
+      for readers whose files have times (the time-split protocol needs them);
+      None otherwise.
   """
 
   name: str
@@ -35,6 +38,7 @@ class RecDataset:
   item_fields: tuple[dict[str, str], ...]
   user_ids: tuple[str, ...]
   sequences: tuple[np.ndarray, ...]
+  timestamps: tuple[np.ndarray, ...] | None = None
 
   @property
   def num_items(self) -> int:
@@ -89,6 +93,14 @@ class RecDataset:
     _check_unique(self.user_ids, f"{where}: user id")
     for user_id, seq in zip(self.user_ids, self.sequences):
       _check_sequence(seq, self.num_items, f"{where}: user {user_id!r}")
+    if self.timestamps is not None:
+      if len(self.timestamps) != len(self.sequences):
+        raise JaxrecError(f"{where}: {len(self.sequences)} sequences but {len(self.timestamps)} "
+                          f"timestamp arrays")
+      for user_id, seq, times in zip(self.user_ids, self.sequences, self.timestamps):
+        if len(times) != len(seq) or np.any(np.diff(times) < 0):
+          raise JaxrecError(f"{where}: user {user_id!r}: timestamps must be one per interaction, "
+                            f"oldest first")
     return self
 
 

@@ -11,6 +11,8 @@ import os
 import pathlib
 from collections.abc import Iterator
 
+import numpy as np
+
 from jaxrec.data import dataset as ds
 from jaxrec.errors import JaxrecError
 
@@ -71,15 +73,14 @@ def _build(name: str, items: dict[str, dict[str, str]], ratings: list[_Rating],
     by_user[user_id].append((timestamp, index[item_id]))
   user_ids = ds.sort_ids(by_user)
   # sorted() is stable, so equal timestamps keep file order.
-  sequences = tuple(
-      ds.to_sequence([i for _, i in sorted(by_user[u], key=lambda r: r[0])])
-      for u in user_ids)
+  ordered = [sorted(by_user[u], key=lambda r: r[0]) for u in user_ids]
   return ds.RecDataset(
       name=name,
       item_ids=tuple(item_ids),
       item_fields=tuple(items[i] for i in item_ids),
       user_ids=tuple(user_ids),
-      sequences=sequences,
+      sequences=tuple(ds.to_sequence([i for _, i in rows]) for rows in ordered),
+      timestamps=tuple(np.asarray([t for t, _ in rows], np.int64) for rows in ordered),
   ).validate()
 
 

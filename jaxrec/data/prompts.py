@@ -20,6 +20,8 @@ from jaxrec.errors import JaxrecError
 
 # Keyed by registry kind.
 DEFAULT_TEMPLATES: dict[str, str] = {
+    "amazon_books": ("Title: {title}. Categories: {categories}. Brand: {brand}. Price: {price}. "
+                     "Sales rank: {sales_rank}. Description: {description}"),
     "lcrec_json": ("Title: {title}. Brand: {brand}. Categories: {categories}. "
                    "Description: {description}"),
     "movielens_100k": "Title: {title}. Genres: {genres}",

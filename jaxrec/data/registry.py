@@ -6,11 +6,13 @@ from collections.abc import Callable
 from jaxrec.data import lcrec_json
 from jaxrec.data import movielens
 from jaxrec.data import synthetic
+from jaxrec.data import tfds_books
 from jaxrec.data.dataset import RecDataset
 from jaxrec.errors import JaxrecError
 
 # kind -> (loader, whether it reads a folder).
 _LOADERS: dict[str, tuple[Callable[..., RecDataset], bool]] = {
+    "amazon_books": (tfds_books.load, True),     # HSTU-preprocessed once into TFDS array_record
     "lcrec_json": (lcrec_json.load, True),
     "movielens_100k": (movielens.load_100k, True),
     "movielens_latest_small": (movielens.load_latest_small, True),

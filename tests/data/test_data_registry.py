@@ -15,7 +15,7 @@ def test_kinds_have_templates():
 
 def test_unknown_kind_lists_valid_ones():
   with pytest.raises(
-      JaxrecError, match="kind 'imdb'; valid kinds: lcrec_json, movielens"):
+      JaxrecError, match="kind 'imdb'; valid kinds: amazon_books, lcrec_json, movielens"):
     registry.load_dataset("imdb", "/x")
 
 
