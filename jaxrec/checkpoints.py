@@ -28,6 +28,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxrec import nonfinite
+from jaxrec.config import changed_fields
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_write_json, sha256_file
 
@@ -97,7 +98,7 @@ def _record_file(step_dir: pathlib.Path) -> pathlib.Path | None:
 
 
 def _check_config(record: dict, config_json: dict, step_dir: pathlib.Path) -> None:
-  if record["config"] != config_json:
+  if changed_fields(record["config"], config_json):
     raise JaxrecError(
         f"the workdir holds a checkpoint (step {step_dir.name}) of a different config; "
         f"use --overwrite to replace that run, or a new --workdir")

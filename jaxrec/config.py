@@ -5,6 +5,7 @@ rejected by ml_collections and a user can read one file to see every knob.
 `RULES` below gives every field its allowed values; `validate` checks them.
 """
 
+import json
 import math
 import re
 
@@ -259,6 +260,34 @@ def flat_fields(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, obj
     else:
       out[f"{prefix}{k}"] = v
   return out
+
+
+def _flat_json(d: dict, prefix: str = "") -> dict[str, object]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat_json(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def changed_fields(stored: dict, current: dict) -> list[str]:
+  """Fields in which `current` (a config's JSON) describes another run than `stored`.
+
+  A field added to jaxrec after the stored run was made counts as unchanged when
+  it holds its default: new fields' defaults keep the old behaviour, so a run made
+  before an upgrade resumes after it. A field the stored run has and this jaxrec
+  lacks, or any other difference, is a change.
+  """
+  a, b = _flat_json(stored), _flat_json(current)
+  defaults = _flat_json(json.loads(base_config().to_json_best_effort()))
+  return sorted(k for k in set(a) | set(b)
+                if not (a.get(k, _ABSENT) == b.get(k, _ABSENT)
+                        or (k not in a and k in defaults and b.get(k) == defaults[k])))
+
+
+_ABSENT = object()
 
 
 def validate(c: ml_collections.ConfigDict) -> None:

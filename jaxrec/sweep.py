@@ -29,6 +29,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from jaxrec.config import changed_fields
 from jaxrec.errors import JaxrecError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Base config file (get_config()).")
@@ -109,7 +110,8 @@ def run_trial(config, workdir: pathlib.Path) -> dict:
   done = workdir / "results.json"
   if done.exists():
     results = json.loads(done.read_text())
-    if results.get("config") == json.loads(config.to_json_best_effort()):
+    if isinstance(results.get("config"), dict) and not changed_fields(
+        results["config"], json.loads(config.to_json_best_effort())):
       return results
   return train.train_and_evaluate(config, workdir)
 

@@ -24,7 +24,7 @@ from typing import Any
 import ml_collections
 
 from jaxrec import checkpoints
-from jaxrec.config import flat_fields
+from jaxrec.config import changed_fields, flat_fields
 from jaxrec.errors import JaxrecError
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,11 @@ def _read_json(path: pathlib.Path) -> Any:
 
 
 def config_diff(old: dict, new: dict, limit: int = 3) -> str:
-  """'train.learning_rate: 1e12 -> 0.001, ...' for the fields that differ."""
+  """'train.learning_rate: 1e12 -> 0.001, ...' for the fields that differ (config.changed_fields)."""
   a = flat_fields(ml_collections.ConfigDict(old)) if isinstance(old, dict) else {}
   b = flat_fields(ml_collections.ConfigDict(new))
-  diffs = [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
-           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+  changed = changed_fields(old, new) if isinstance(old, dict) else sorted(b)
+  diffs = [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in changed]
   more = f", and {len(diffs) - limit} more" if len(diffs) > limit else ""
   return ", ".join(diffs[:limit]) + more
 
@@ -145,7 +145,7 @@ def check(workdir: str | os.PathLike, config: ml_collections.ConfigDict, config_
                  "set $JAXREC_CACHE or config.ceg.cache_dir to a writable folder")
   if workdir.is_dir() and not overwrite:
     stored, source = stored_config(workdir)
-    if stored is not None and stored != config_json:
+    if stored is not None and changed_fields(stored, config_json):
       raise JaxrecError(f"workdir {workdir} holds a run of a different config ({source.name}: "
                         f"{config_diff(stored, config_json)}); {REPLACE_HINT}")
     if (workdir / "results.json").exists():

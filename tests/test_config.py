@@ -1,6 +1,8 @@
 """config.validate: every field has a rule, and each rule rejects what the code cannot run with."""
 
+import copy
 import importlib.util
+import json
 
 import ml_collections
 import pytest
@@ -155,3 +157,21 @@ def test_good_edge_values_pass():
                       ("ceg.max_tokens", 2), ("ceg.token_budget", 128), ("data.demo_items", 30),
                       ("eval.ks", [10, 50, 200])]:
     config_lib.validate(_with(path, value))
+
+
+def test_changed_fields_accepts_fields_added_since_at_their_default():
+  """A run stored before a field existed resumes while the field holds its default."""
+  current = json.loads(config_lib.base_config().to_json_best_effort())
+  assert config_lib.changed_fields(current, current) == []
+  old = copy.deepcopy(current)
+  del old["eval"]["item_chunk"]                 # added later, at its default now: the same run
+  assert config_lib.changed_fields(old, current) == []
+  moved = copy.deepcopy(current)
+  moved["eval"]["item_chunk"] = current["eval"]["item_chunk"] * 2
+  assert config_lib.changed_fields(old, moved) == ["eval.item_chunk"]   # not the default: changed
+  gone = copy.deepcopy(current)
+  gone["train"]["retired_field"] = 1            # a field this jaxrec does not know
+  assert config_lib.changed_fields(gone, current) == ["train.retired_field"]
+  lr = copy.deepcopy(current)
+  lr["train"]["learning_rate"] = 0.5
+  assert config_lib.changed_fields(current, lr) == ["train.learning_rate"]
