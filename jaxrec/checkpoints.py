@@ -135,7 +135,9 @@ class RunCheckpoints:
   def _finish_pending(self) -> None:
     """Waits for Orbax's save in flight, then writes its manifest."""
     self._manager.wait_until_finished()
-    if self._pending is not None and (self._dir / str(self._pending)).is_dir():
+    # Several processes: all write their shards through Orbax, process 0 the manifest.
+    if self._pending is not None and (self._dir / str(self._pending)).is_dir() \
+        and jax.process_index() == 0:
       write_manifest(self._dir / str(self._pending))
     self._pending = None
 

@@ -112,6 +112,16 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.num_devices = -1             # Devices on the data axis (-1 = all).
+
+  # Several processes (hosts) in one run; not part of the run's identity, so a run
+  # resumes however many processes it spans (jaxrec/distributed.py).
+  c.dist = ml_collections.ConfigDict()
+  c.dist.coordinator = ""             # host:port of process 0 | "auto" (jax.distributed detects the
+                                      # cluster: TPU VM slices) | "" ($JAXREC_COORDINATOR, else auto on a
+                                      # Cloud TPU VM, else a single process).
+  c.dist.num_processes = 0            # Processes in the run (0 = $JAXREC_NUM_PROCESSES, or detected).
+  c.dist.process_id = -1              # This process's id, 0 = the one that writes (-1 = $JAXREC_PROCESS_ID, or detected).
+  c.dist.timeout_seconds = 300        # How long jax.distributed.initialize waits for every process.
   return c
 
 
@@ -226,6 +236,11 @@ RULES: dict[str, tuple] = {
     "eval.user_chunk": _int(1),
     "eval.select": _STR,                  # HR|NDCG|Recall@K with K in eval.ks, below
     "mesh.num_devices": ((lambda v: _is_int(v) and (v == -1 or v >= 1)), "-1 (all) or an integer >= 1"),
+    "dist.coordinator": ((lambda v: isinstance(v, str) and (v in ("", "auto") or bool(
+        re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", v)))), "'', 'auto' or host:port"),
+    "dist.num_processes": _int(0),        # and > process_id, below
+    "dist.process_id": _int(-1),
+    "dist.timeout_seconds": _int(1),
 }
 
 
@@ -276,6 +291,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.ceg.token_budget < c.ceg.max_tokens:
     raise JaxrecError(f"config.ceg.token_budget={c.ceg.token_budget} must be >= "
                       f"ceg.max_tokens={c.ceg.max_tokens} (a batch holds at least one text)")
+  if c.dist.num_processes and c.dist.process_id >= c.dist.num_processes:
+    raise JaxrecError(f"config.dist.process_id={c.dist.process_id} must be below "
+                      f"dist.num_processes={c.dist.num_processes}")
   m = re.fullmatch(r"(HR|NDCG|Recall)@(\d+)", c.eval.select)
   if not m or int(m[2]) not in c.eval.ks:
     raise JaxrecError(f"config.eval.select={c.eval.select!r} must be HR|NDCG|Recall@K with K in eval.ks={tuple(c.eval.ks)}")
