@@ -28,6 +28,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from jaxrec import nonfinite
+from jaxrec.config import run_identity
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_write_json, sha256_file
 
@@ -97,7 +98,7 @@ def _record_file(step_dir: pathlib.Path) -> pathlib.Path | None:
 
 
 def _check_config(record: dict, config_json: dict, step_dir: pathlib.Path) -> None:
-  if record["config"] != config_json:
+  if run_identity(record["config"]) != run_identity(config_json):
     raise JaxrecError(
         f"the workdir holds a checkpoint (step {step_dir.name}) of a different config; "
         f"use --overwrite to replace that run, or a new --workdir")
@@ -124,10 +125,10 @@ def verify(directory: str | pathlib.Path, config_json: dict) -> None:
 
 
 class RunCheckpoints:
-  def __init__(self, directory: str | pathlib.Path):
+  def __init__(self, directory: str | pathlib.Path, keep: int = 1):
     self._dir = pathlib.Path(directory).absolute()
     self._manager = ocp.CheckpointManager(
-        self._dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+        self._dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                cleanup_tmp_directories=True))
     self._pending: int | None = None   # saved step whose manifest is not written yet
     self._closed = False

@@ -104,6 +104,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.patience = 0                # Early stopping: stop after this many validations without a new best (0 = off).
   c.train.log_every = 50              # Log training loss every N steps.
   c.train.checkpoint = True           # Orbax checkpoints in workdir/checkpoints; resume if present.
+  c.train.keep_checkpoints = 1        # Checkpoints kept (the latest N; each holds the best-validation parameters).
 
   c.eval = ml_collections.ConfigDict()
   c.eval.ks = (10, 50, 200)           # Cut-offs for HR@K, NDCG@K, Recall@K.
@@ -232,6 +233,7 @@ RULES: dict[str, tuple] = {
     "train.eval_every": _int(1),
     "train.log_every": _int(1),
     "train.checkpoint": _BOOL,
+    "train.keep_checkpoints": _int(1),
     "eval.ks": _KS,
     "eval.user_chunk": _int(1),
     "eval.select": _STR,                  # HR|NDCG|Recall@K with K in eval.ks, below
@@ -242,6 +244,12 @@ RULES: dict[str, tuple] = {
     "dist.process_id": _int(-1),
     "dist.timeout_seconds": _int(1),
 }
+
+
+def run_identity(config_json: dict) -> dict:
+  """What makes two runs the same run: the config without `dist` (how many processes
+  a run spans, and which one reads it, may change when it resumes)."""
+  return {k: v for k, v in config_json.items() if k != "dist"} if isinstance(config_json, dict) else config_json
 
 
 def flat_fields(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:

@@ -20,6 +20,8 @@ import dataclasses
 import functools
 import logging
 import os
+import socket
+import time
 from typing import Any, Callable
 
 import jax
@@ -86,6 +88,8 @@ def initialize(config: ml_collections.ConfigDict) -> Settings:
   # Stop signals are jaxrec's own (preemption.py, agreed on by `agree_on_stop`); JAX's
   # preemption service would install a SIGTERM handler of its own in C++.
   jax.config.update("jax_enable_preemption_service", False)
+  if s.coordinator != AUTO and s.process_id > 0:
+    _wait_for_coordinator(s, config.dist.timeout_seconds)
   try:
     if s.coordinator == AUTO:
       jax.distributed.initialize(
@@ -105,9 +109,23 @@ def initialize(config: ml_collections.ConfigDict) -> Settings:
   return s
 
 
-def run_config_json(config_json: dict) -> dict:
-  """The run's identity without `dist`: a run resumes however many processes it spans."""
-  return {k: v for k, v in config_json.items() if k != "dist"}
+def _wait_for_coordinator(s: Settings, timeout: float) -> None:
+  """Process 0 must be listening before the others connect: JAX aborts the process
+  (no exception) when it cannot reach the coordinator, so that case is checked here."""
+  host, port = s.coordinator.rsplit(":", 1)
+  deadline = time.monotonic() + timeout
+  while True:
+    try:
+      socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+      return
+    except OSError as e:
+      if time.monotonic() > deadline:
+        raise JaxrecError(
+            f"jax.distributed.initialize({s.coordinator}) failed as process {s.process_id} of "
+            f"{s.num_processes}: nothing answers at {s.coordinator} after {timeout:g} s "
+            f"({type(e).__name__}); start process 0 with the same coordinator, or raise "
+            "config.dist.timeout_seconds") from e
+      time.sleep(0.5)
 
 
 def is_main() -> bool:

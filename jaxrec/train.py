@@ -230,7 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   """
   start_time = time.time()
   config_lib.validate(config)
-  config_json = distributed.run_config_json(json.loads(config.to_json_best_effort()))
+  config_json = json.loads(config.to_json_best_effort())
   main = distributed.is_main()   # only process 0 writes results, metrics and logs
   say = tqdm.write if main else (lambda *_: None)
   workdir = pathlib.Path(workdir)
@@ -263,7 +263,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if main:
     run_dir.create()  # with overwrite: removes the previous run's files
   distributed.barrier("workdir ready")
-  ckpt = RunCheckpoints(workdir / "checkpoints") if config.train.checkpoint else None
+  ckpt = RunCheckpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints) \
+      if config.train.checkpoint else None
   if ckpt is not None:
     restored = ckpt.restore({"state": state, "best_params": state.params}, config_json)
     if restored is not None:

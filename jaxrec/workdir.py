@@ -24,7 +24,7 @@ from typing import Any
 import ml_collections
 
 from jaxrec import checkpoints
-from jaxrec.config import flat_fields
+from jaxrec.config import flat_fields, run_identity
 from jaxrec.errors import JaxrecError
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def check(workdir: str | os.PathLike, config: ml_collections.ConfigDict, config_
                  "set $JAXREC_CACHE or config.ceg.cache_dir to a writable folder")
   if workdir.is_dir() and not overwrite:
     stored, source = stored_config(workdir)
-    if stored is not None and stored != config_json:
+    if stored is not None and run_identity(stored) != run_identity(config_json):
       raise JaxrecError(f"workdir {workdir} holds a run of a different config ({source.name}: "
                         f"{config_diff(stored, config_json)}); {REPLACE_HINT}")
     if (workdir / "results.json").exists():

@@ -84,6 +84,7 @@ BAD = {
     "eval.user_chunk": [0],
     "eval.select": ["NDCG@20", "MRR@10", 10],
     "mesh.num_devices": [0, -2],
+    "train.keep_checkpoints": [0, 1.5],
     "dist.coordinator": ["localhost", "http://h:1", 3],
     "dist.num_processes": [-1, 1.5],
     "dist.process_id": [-2, "0"],

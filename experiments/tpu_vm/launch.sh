@@ -10,8 +10,9 @@
 #             $JAXREC_LOCAL_DEVICES (default 4) fake CPU devices. Process 0's
 #             output is this script's; the others' goes to stderr, each line
 #             prefixed "[process i]". SIGTERM / SIGINT are passed to every process
-#             (as a TPU preemption reaches every worker). Exit status: process 0's,
-#             or the first other non-zero one.
+#             (as a TPU preemption reaches every worker); when one process fails,
+#             the others are stopped. Exit status: process 0's, or the first other
+#             non-zero one.
 # otherwise   on the slice in $TPU_NAME / $ZONE (see common.sh): ssh --worker=all runs
 #             the command on every worker (JAX finds the slice's coordinator) and
 #             streams their output here; --workdir=gs://BUCKET/RUN becomes the
@@ -60,16 +61,27 @@ if [[ "$LOCAL" -gt 0 ]]; then
   forward() { kill -s "$1" "${pids[@]}" 2>/dev/null || true; }
   trap 'forward TERM' TERM
   trap 'forward INT' INT
-  status=0
-  for ((i = 0; i < LOCAL; i++)); do
-    # `wait` returns early when a trapped signal arrives; wait again for the same process.
-    while true; do
-      set +e; wait "${pids[$i]}"; rc=$?; set -e
-      kill -0 "${pids[$i]}" 2>/dev/null || break
+  # Wait for every process; one that fails (or is killed) leaves the others blocked in a
+  # collective, so they are stopped: SIGTERM, then SIGKILL 30 s later.
+  declare -A rcs=()
+  failed_at=""
+  while [[ ${#rcs[@]} -lt $LOCAL ]]; do
+    for ((i = 0; i < LOCAL; i++)); do
+      [[ -n "${rcs[$i]:-}" ]] && continue
+      if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+        set +e; wait "${pids[$i]}"; rcs[$i]=$?; set -e
+        if [[ "${rcs[$i]}" -ne 0 && -z "$failed_at" ]]; then
+          failed_at=$SECONDS
+          [[ "${rcs[$i]}" -gt 128 ]] || forward TERM   # a signal reaches the others itself
+        fi
+      fi
     done
-    if [[ "$i" -eq 0 || "$status" -eq 0 ]]; then
-      [[ "$rc" -ne 0 ]] && status=$rc
-    fi
+    if [[ -n "$failed_at" && $((SECONDS - failed_at)) -gt 30 ]]; then forward KILL; fi
+    sleep 0.2
+  done
+  status="${rcs[0]}"
+  for ((i = 1; i < LOCAL; i++)); do
+    [[ "$status" -eq 0 ]] && status="${rcs[$i]}"
   done
   exit "$status"
 fi
