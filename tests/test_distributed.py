@@ -24,9 +24,9 @@ from jaxrec.errors import JaxrecError
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "experiments" / "tpu_vm" / "launch.sh"
 DEMO = str(ROOT / "configs" / "demo.py") + ":paper"
-# 13 steps per epoch x 4 epochs = 52 steps, validated at 20, 40, 52, a log line per step.
+# 12 steps per epoch x 3 epochs = 36 steps, validated at 15, 30, 36, a log line per step.
 FAST = ["--config.model.item_input=id", "--config.data.demo_users=200", "--config.data.demo_items=100",
-        "--config.train.batch_size=16", "--config.train.num_epochs=4", "--config.train.eval_every=20",
+        "--config.train.batch_size=16", "--config.train.num_epochs=3", "--config.train.eval_every=15",
         "--config.train.eval_every_epochs=0", "--config.train.log_every=1"]
 
 
@@ -93,15 +93,15 @@ def test_two_processes_give_the_single_device_results(reference):
   a, b = results(one), results(two)
   assert_same_metrics(a["test"], b["test"])
   assert_same_metrics(a["popularity_test"], b["popularity_test"], tol=0)
-  assert a["best_step"] == b["best_step"] and b["total_steps"] == 52
+  assert a["best_step"] == b["best_step"] and b["total_steps"] == 36
   for h1, h2 in zip(a["valid_history"], b["valid_history"], strict=True):
     assert_same_metrics(h1, h2)
   # Only process 0 wrote: each step logged once, one summary, one manifest per checkpoint.
-  assert steps_logged(two) == list(range(1, 53))
+  assert steps_logged(two) == list(range(1, 37))
   assert proc.stdout.count("test metrics at that step") == 1
   assert "[process 1]" in proc.stderr and "[process 1] best step" not in proc.stderr
   step_dirs = [p for p in (two / "checkpoints").iterdir() if p.name.isdigit()]
-  assert [p.name for p in step_dirs] == ["52"] and (step_dirs[0] / "jaxrec-manifest.json").exists()
+  assert [p.name for p in step_dirs] == ["36"] and (step_dirs[0] / "jaxrec-manifest.json").exists()
 
 
 def test_sigterm_reaches_every_process_and_the_rerun_equals_uninterrupted(tmp_path, reference):
@@ -109,10 +109,9 @@ def test_sigterm_reaches_every_process_and_the_rerun_equals_uninterrupted(tmp_pa
   workdir = tmp_path / "wd"
   proc = subprocess.Popen(launch_argv(workdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, cwd=ROOT, env=_env(tmp_path))
-  deadline = time.monotonic() + 300
-  while time.monotonic() < deadline and proc.poll() is None:
-    if len(steps_logged(workdir)) >= 25:
-      break
+  deadline = time.monotonic() + 900   # start-up alone can take minutes on a busy machine
+  while len(steps_logged(workdir)) < 18:
+    assert proc.poll() is None and time.monotonic() < deadline, "the run ended or hung before step 18"
     time.sleep(0.05)
   proc.send_signal(signal.SIGTERM)   # the launcher passes it to both processes
   _, err = proc.communicate(timeout=300)
@@ -120,12 +119,12 @@ def test_sigterm_reaches_every_process_and_the_rerun_equals_uninterrupted(tmp_pa
   lines = [l for l in err.splitlines() if "stopped by SIGTERM" in l]
   assert len(lines) == 2, err[-3000:]   # both processes, the same step
   stopped = {l.split("after step ")[1].split()[0] for l in lines}
-  assert len(stopped) == 1 and 25 <= int(stopped.pop()) < 52
+  assert len(stopped) == 1 and 18 <= int(stopped.pop()) < 36
   assert "run the same command again to resume" in lines[0]
   rerun = two_processes(tmp_path, workdir)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert_same_metrics(results(workdir)["test"], results(two)["test"], tol=0)
-  assert steps_logged(workdir) == list(range(1, 53))
+  assert steps_logged(workdir) == list(range(1, 37))
 
 
 def test_damaged_checkpoint_is_a_clear_error_and_stays_untouched(tmp_path, reference):
@@ -133,7 +132,7 @@ def test_damaged_checkpoint_is_a_clear_error_and_stays_untouched(tmp_path, refer
   workdir = tmp_path / "wd"
   shutil.copytree(two, workdir)
   (workdir / "results.json").unlink()   # as if killed before the test stage
-  target = workdir / "checkpoints" / "52" / "state" / "_METADATA"
+  target = workdir / "checkpoints" / "36" / "state" / "_METADATA"
   target.write_bytes(target.read_bytes()[:50])
   before = digest(workdir)
   proc = two_processes(tmp_path, workdir)
