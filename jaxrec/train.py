@@ -4,7 +4,9 @@
 notebook imports. The train step is data-parallel over the mesh: the global
 batch is split over devices, parameters are replicated, and the in-batch
 logits of the whole global batch are formed inside jit (XLA all-gathers the
-item embeddings), so 8 devices compute exactly what 1 device does.
+item embeddings), so 8 devices compute exactly what 1 device does. Across
+several processes (hosts) the mesh is global and jaxrec/distributed.py does
+the rest: evaluation split over processes, process 0 alone writing.
 """
 
 import functools
@@ -322,8 +324,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
           # A host copy: the device buffers of `state` are donated to the next step.
           best.update(params=jax.device_get(state.params), step=done, valid=valid)
         say(f"step {done} (epoch {done / per_epoch:.1f}): valid {config.eval.select}="
-                   f"{valid[config.eval.select]:.4f} (best {best['valid'][config.eval.select]:.4f} "
-                   f"at step {best['step']})")
+            f"{valid[config.eval.select]:.4f} (best {best['valid'][config.eval.select]:.4f} "
+            f"at step {best['step']})")
         stopped_early = bool(patience) and evals_since_best(best) >= patience
         if ckpt is not None:
           ckpt.save(done, _ckpt_tree(state, best), _record(config_json, best))
