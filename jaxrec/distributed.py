@@ -9,11 +9,15 @@ helper here is then the single-process code path unchanged).
 Training stays one global computation: every process builds the same global
 batch on the host (integer indices, cheap) and `jax.device_put` onto the
 global mesh places only the rows its own devices hold, so the in-batch
-negatives are the global batch's and N processes compute what one does. Evaluation splits the users over the
-processes, each ranking its share on its local devices, and gathers the
-integer ranks (`rank_users`). Only process 0 writes results, metrics and
-logs (`is_main`); every process takes part in Orbax checkpoints. A stop signal
-seen by any process stops all of them after the same step (`agree_on_stop`).
+negatives are the global batch's and N processes compute what one does.
+Evaluation splits the users over the processes, each ranking its share on its
+local devices, and gathers the integer ranks (`rank_users`). Only process 0
+writes results, metrics and logs (`is_main`); every process takes part in
+Orbax checkpoints. A stop signal seen by any process stops all of them after
+the same step (`agree_on_stop`, a one-integer all-gather per step): JAX's own
+preemption sync point (`multihost_utils.reached_preemption_sync_point`) only
+knows SIGTERM through a C++ handler of its own, so jaxrec keeps one mechanism,
+preemption.py's, for SIGTERM and Ctrl-C alike, and turns JAX's service off.
 """
 
 import dataclasses
@@ -131,10 +135,6 @@ def _wait_for_coordinator(s: Settings, timeout: float) -> None:
 def is_main() -> bool:
   """Whether this process writes results, metrics and logs."""
   return jax.process_index() == 0
-
-
-def process_count() -> int:
-  return jax.process_count()
 
 
 def barrier(name: str) -> None:
