@@ -359,9 +359,11 @@ print("store", st.path, st.num_chunks, flush=True)
 def test_two_processes_fill_one_store_equal_to_one_process(tiny_model, reference, tmp_path):
   """Issue 7 item 6: 2 processes (jax.distributed on localhost, 1 device each) each embed
   and write their share of the chunks; the result is the 1-process store, byte for byte."""
-  import portpicker  # noqa: PLC0415
+  import socket  # noqa: PLC0415
   (tmp_path / "texts.txt").write_text("\n".join(TEXTS))
-  coordinator = f"localhost:{portpicker.pick_unused_port()}"
+  with socket.socket() as free:   # a free port for the coordinator
+    free.bind(("localhost", 0))
+    coordinator = f"localhost:{free.getsockname()[1]}"
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
          "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
   procs = [subprocess.Popen([sys.executable, "-c", TWO_PROCESS_SCRIPT, coordinator, str(pid),
