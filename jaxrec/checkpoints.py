@@ -125,10 +125,10 @@ def verify(directory: str | pathlib.Path, config_json: dict) -> None:
 
 
 class RunCheckpoints:
-  def __init__(self, directory: str | pathlib.Path):
+  def __init__(self, directory: str | pathlib.Path, keep: int = 1):
     self._dir = pathlib.Path(directory).absolute()
     self._manager = ocp.CheckpointManager(
-        self._dir, options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+        self._dir, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                cleanup_tmp_directories=True))
     self._pending: int | None = None   # saved step whose manifest is not written yet
     self._closed = False
@@ -136,7 +136,9 @@ class RunCheckpoints:
   def _finish_pending(self) -> None:
     """Waits for Orbax's save in flight, then writes its manifest."""
     self._manager.wait_until_finished()
-    if self._pending is not None and (self._dir / str(self._pending)).is_dir():
+    # Several processes: all write their shards through Orbax, process 0 the manifest.
+    if self._pending is not None and (self._dir / str(self._pending)).is_dir() \
+        and jax.process_index() == 0:
       write_manifest(self._dir / str(self._pending))
     self._pending = None
 

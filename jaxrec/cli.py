@@ -28,6 +28,7 @@ SECTIONS = {
     "train": "batch, epochs, learning rate, schedule, validation/log cadence, checkpoints",
     "eval": "cut-offs K, users per device call, the metric that selects the best step",
     "mesh": "devices on the data axis",
+    "dist": "several processes (hosts): coordinator, process count and id (or $JAXREC_*)",
 }
 
 

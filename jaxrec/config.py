@@ -112,6 +112,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.patience = 0                # Early stopping: stop after this many validations without a new best (0 = off).
   c.train.log_every = 50              # Log training loss every N steps.
   c.train.checkpoint = True           # Orbax checkpoints in workdir/checkpoints; resume if present.
+  c.train.keep_checkpoints = 1        # Checkpoints kept (the latest N; each holds the best-validation parameters).
 
   c.eval = ml_collections.ConfigDict()
   c.eval.ks = (10, 50, 200)           # Cut-offs for HR@K, NDCG@K, Recall@K.
@@ -125,6 +126,16 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.num_devices = -1             # Devices on the data axis (-1 = all).
+
+  # Several processes (hosts) in one run; not part of the run's identity, so a run
+  # resumes however many processes it spans (jaxrec/distributed.py).
+  c.dist = ml_collections.ConfigDict()
+  c.dist.coordinator = ""             # host:port of process 0 | "auto" (jax.distributed detects the
+                                      # cluster: TPU VM slices) | "" ($JAXREC_COORDINATOR, else auto on a
+                                      # Cloud TPU VM, else a single process).
+  c.dist.num_processes = 0            # Processes in the run (0 = $JAXREC_NUM_PROCESSES, or detected).
+  c.dist.process_id = -1              # This process's id, 0 = the one that writes (-1 = $JAXREC_PROCESS_ID, or detected).
+  c.dist.timeout_seconds = 300        # How long jax.distributed.initialize waits for every process.
   return c
 
 
@@ -239,6 +250,7 @@ RULES: dict[str, tuple] = {
     "train.eval_every": _int(1),
     "train.log_every": _int(1),
     "train.checkpoint": _BOOL,
+    "train.keep_checkpoints": _int(1),
     "eval.ks": _KS,
     "eval.user_chunk": _int(1),
     "eval.select": _STR,                  # HR|NDCG|Recall@K with K in eval.ks, below
@@ -248,7 +260,18 @@ RULES: dict[str, tuple] = {
     "eval.partial_users": _int(0),
     "eval.partial_seed": _int(0, 2**32 - 1),
     "mesh.num_devices": ((lambda v: _is_int(v) and (v == -1 or v >= 1)), "-1 (all) or an integer >= 1"),
+    "dist.coordinator": ((lambda v: isinstance(v, str) and (v in ("", "auto") or bool(
+        re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", v)))), "'', 'auto' or host:port"),
+    "dist.num_processes": _int(0),        # and > process_id, below
+    "dist.process_id": _int(-1),
+    "dist.timeout_seconds": _int(1),
 }
+
+
+def run_identity(config_json: dict) -> dict:
+  """What makes two runs the same run: the config without `dist` (how many processes
+  a run spans, and which one reads it, may change when it resumes)."""
+  return {k: v for k, v in config_json.items() if k != "dist"} if isinstance(config_json, dict) else config_json
 
 
 def flat_fields(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:
@@ -278,9 +301,9 @@ def changed_fields(stored: dict, current: dict) -> list[str]:
   A field added to jaxrec after the stored run was made counts as unchanged when
   it holds its default: new fields' defaults keep the old behaviour, so a run made
   before an upgrade resumes after it. A field the stored run has and this jaxrec
-  lacks, or any other difference, is a change.
+  lacks, or any other difference, is a change; `dist` never is (run_identity).
   """
-  a, b = _flat_json(stored), _flat_json(current)
+  a, b = _flat_json(run_identity(stored)), _flat_json(run_identity(current))
   defaults = _flat_json(json.loads(base_config().to_json_best_effort()))
   return sorted(k for k in set(a) | set(b)
                 if not (a.get(k, _ABSENT) == b.get(k, _ABSENT)
@@ -329,6 +352,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.ceg.token_budget < c.ceg.max_tokens:
     raise JaxrecError(f"config.ceg.token_budget={c.ceg.token_budget} must be >= "
                       f"ceg.max_tokens={c.ceg.max_tokens} (a batch holds at least one text)")
+  if c.dist.num_processes and c.dist.process_id >= c.dist.num_processes:
+    raise JaxrecError(f"config.dist.process_id={c.dist.process_id} must be below "
+                      f"dist.num_processes={c.dist.num_processes}")
   m = re.fullmatch(r"(HR|NDCG|Recall)@(\d+)", c.eval.select)
   if not m or int(m[2]) not in c.eval.ks:
     raise JaxrecError(f"config.eval.select={c.eval.select!r} must be HR|NDCG|Recall@K with K in eval.ks={tuple(c.eval.ks)}")

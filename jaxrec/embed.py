@@ -33,10 +33,12 @@ def main(argv: list[str]) -> None:
   preemption.interrupt_on_signals()   # SIGTERM, like Ctrl-C, ends with one line
   config = _CONFIG.value
   try:
-    from jaxrec import config as config_lib, sharding, train  # noqa: PLC0415 (keeps --help fast)
+    from jaxrec import config as config_lib, distributed, sharding, train  # noqa: PLC0415 (keeps --help fast)
     from jaxrec.llm import embed  # noqa: PLC0415
     from jaxrec import workdir  # noqa: PLC0415
     config_lib.validate(config)
+    distributed.initialize(config)   # before any device is used
+    distributed.quiet_other_processes()
     embed.check_max_tokens(embed.resolve_model_dir(config.ceg.model), config.ceg.max_tokens,
                            config.ceg.model)
     workdir.check_folder(workdir.cache_folder(config), "embedding cache folder",
@@ -45,7 +47,7 @@ def main(argv: list[str]) -> None:
     texts = train.item_texts(config, dataset)
     mesh = sharding.make_mesh(config.mesh.num_devices)
     start = time.perf_counter()
-    store = embed.build_store(texts, mesh=mesh, **train.ceg_options(config, dataset))
+    store = embed.build_store(texts, **train.ceg_options(config, dataset), **distributed.ceg_share(mesh))
     seconds = time.perf_counter() - start
   except JaxrecError as e:
     cli.fail(str(e))
@@ -54,6 +56,8 @@ def main(argv: list[str]) -> None:
     print(f"interrupted by {name}; run the same command again to continue from the chunks "
           "already written", file=sys.stderr)
     sys.exit(preemption.exit_code(getattr(e, "signum", signal.SIGINT)))
+  if not distributed.is_main():
+    return
   print(f"store: {store.path}")
   print(f"shape: {store.num_items} x {store.hidden} {store.dtype} "
         f"({store.num_chunks} chunks of {store.chunk} items)")

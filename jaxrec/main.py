@@ -33,9 +33,12 @@ def main(argv: list[str]) -> None:
   del argv  # cli.parse_flags has refused extra arguments
   absl_logging.set_verbosity(absl_logging.WARNING)   # libraries (orbax) stay quiet
   logging.getLogger("jaxrec").setLevel(logging.INFO)  # our stage banners and summaries
-  preemption.interrupt_on_signals()
   try:
-    from jaxrec import baseline_v1, train  # after flag parsing: keeps --help fast
+    from jaxrec import baseline_v1, config as config_lib, distributed, train  # keeps --help fast
+    config_lib.validate(_CONFIG.value)
+    distributed.initialize(_CONFIG.value)   # before any device is used
+    distributed.quiet_other_processes()
+    preemption.interrupt_on_signals()
     if _CONFIG.value.method == "baseline_v1":
       results = baseline_v1.run(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
     else:
@@ -50,7 +53,8 @@ def main(argv: list[str]) -> None:
     print(f"interrupted by {name}; run the same command again to continue from the last "
           "checkpoint (and the CEG cache)", file=sys.stderr)
     sys.exit(preemption.exit_code(getattr(e, "signum", signal.SIGINT)))
-  print(cli.summary(results, _WORKDIR.value))
+  if distributed.is_main():
+    print(cli.summary(results, _WORKDIR.value))
 
 
 def run() -> None:

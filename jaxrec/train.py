@@ -4,7 +4,9 @@
 notebook imports. The train step is data-parallel over the mesh: the global
 batch is split over devices, parameters are replicated, and the in-batch
 logits of the whole global batch are formed inside jit (XLA all-gathers the
-item embeddings), so 8 devices compute exactly what 1 device does.
+item embeddings), so 8 devices compute exactly what 1 device does. Across
+several processes (hosts) the mesh is global and jaxrec/distributed.py does
+the rest: evaluation split over processes, process 0 alone writing.
 """
 
 import functools
@@ -26,6 +28,7 @@ from tqdm.auto import tqdm
 
 from jaxrec import checkpoints
 from jaxrec import config as config_lib
+from jaxrec import distributed
 from jaxrec import evaluate
 from jaxrec import metric_writer
 from jaxrec import nonfinite
@@ -199,8 +202,8 @@ def content_table(config: ml_collections.ConfigDict, dataset, mesh) -> np.ndarra
   m = config.model
   if m.item_input == "id" and m.item_tower != "content" and m.id_init != "pca":
     return None
-  table = embed.content_embeddings(item_texts(config, dataset), mesh=mesh,
-                                   **ceg_options(config, dataset))
+  table = embed.content_embeddings(item_texts(config, dataset), **ceg_options(config, dataset),
+                                   **distributed.ceg_share(mesh))
   return prepare_content(table, config.ceg.normalize)
 
 
@@ -217,8 +220,9 @@ def evals_since_best(best: dict) -> int:
 def test_report(config, dataset, split, cold: np.ndarray, ranks: np.ndarray, mesh) -> dict:
   """Test metrics, popularity, and breakdowns: by target training count, and cold targets."""
   ks = tuple(config.eval.ks)
-  pop_ranks = evaluate.popularity_ranks(split.train, split.test.histories, split.test.targets,
-                                        dataset.num_items, mesh=mesh)
+  pop_ranks = distributed.rank_users(
+      lambda h, t, m: evaluate.popularity_ranks(split.train, h, t, dataset.num_items, mesh=m),
+      split.test.histories, split.test.targets, mesh)
   report = {
       "test": evaluate.metrics_from_ranks(ranks, ks),
       "popularity_test": evaluate.metrics_from_ranks(pop_ranks, ks),
@@ -248,6 +252,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   start_time = time.time()
   config_lib.validate(config)
   config_json = json.loads(config.to_json_best_effort())
+  main = distributed.is_main()   # only process 0 writes results, metrics and logs
+  say = tqdm.write if main else (lambda *_: None)
   workdir = pathlib.Path(workdir)
   run_dir = workdir_lib.check(workdir, config, config_json, overwrite=overwrite)  # before any work
   mesh = sharding.make_mesh(config.mesh.num_devices)
@@ -275,8 +281,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   params = init_params(model, config, content)
   state = sharding.put_replicated(TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params)), mesh)
   best = {"params": None, "step": 0, "valid": None, "history": []}
-  run_dir.create()  # with overwrite: removes the previous run's files
-  ckpt = RunCheckpoints(workdir / "checkpoints") if config.train.checkpoint else None
+  if main:
+    run_dir.create()  # with overwrite: removes the previous run's files
+  distributed.barrier("workdir ready")
+  ckpt = RunCheckpoints(workdir / "checkpoints", keep=config.train.keep_checkpoints) \
+      if config.train.checkpoint else None
   if ckpt is not None:
     restored = ckpt.restore({"state": state, "best_params": state.params}, config_json)
     if restored is not None:
@@ -285,7 +294,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       state = tree["state"]
       best = {"params": jax.device_get(tree["best_params"]) if has_best else None, **record["best"]}
       log.info("resumed from step %d (best so far: step %d)", int(state.step), best["step"])
-  atomic_write_json(workdir / "config.json", config_json, indent=2)
+  if main:
+    atomic_write_json(workdir / "config.json", config_json, indent=2)
 
   log_q = objectives.item_log_q(split.train, dataset.num_items)
   # Cold-item protocol: held-out items do not exist at training time, so they are no negatives.
@@ -297,8 +307,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
       donate_argnums=0)
   def ranks_of(params, histories, targets):
-    return evaluate.rank(model, params, content, histories, targets, max_history=config.data.max_history,
-                         mesh=mesh, user_chunk=config.eval.user_chunk, **evaluate.eval_options(config.eval))
+    # Several processes: each ranks a share of the users on its own devices.
+    return distributed.rank_users(
+        lambda h, t, m: evaluate.rank(model, distributed.on_mesh(params, m), distributed.on_mesh(content, m),
+                                      h, t, max_history=config.data.max_history, mesh=m,
+                                      user_chunk=config.eval.user_chunk, **evaluate.eval_options(config.eval)),
+        histories, targets, mesh)
   def eval_fn(params, histories, targets):
     return evaluate.metrics_from_ranks(ranks_of(params, histories, targets), tuple(config.eval.ks))
   # --- partial evaluation (eval.partial_users): periodic validation on a fixed seeded
@@ -311,12 +325,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   first = int(state.step)
   patience = config.train.patience
   stopped_early = bool(patience) and best["valid"] is not None and evals_since_best(best) >= patience
-  with workdir_lib.open_metrics(log_path, resume_step=first) as metrics_file, \
+  metrics_log = workdir_lib.open_metrics(log_path, resume_step=first) if main else open(os.devnull, "w")
+  with metrics_log as metrics_file, \
        preemption.StopOnSignal() as stop_signal, checkpoints.closing(ckpt), \
        metric_writer.open_writer(workdir, batch_size=config.train.batch_size, num_devices=mesh.devices.size,
                                  first_step=first, jitted_step=step_fn,
                                  step_args=(state, sharding.put_batch(batch_at(first), mesh), content)) as writer, \
-       tqdm(total=total_steps, initial=first, desc="train", unit="step") as bar:
+       tqdm(total=total_steps, initial=first, desc="train", unit="step", disable=not main) as bar:
     for step in range(first, total_steps if not stopped_early else first):
       state, metrics = step_fn(state, sharding.put_batch(batch_at(step), mesh), content)
       done = step + 1
@@ -337,17 +352,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         if best["valid"] is None or valid[config.eval.select] > best["valid"][config.eval.select]:
           # A host copy: the device buffers of `state` are donated to the next step.
           best.update(params=jax.device_get(state.params), step=done, valid=valid)
-        tqdm.write(f"step {done} (epoch {done / per_epoch:.1f}): valid {config.eval.select}="
-                   f"{valid[config.eval.select]:.4f} (best {best['valid'][config.eval.select]:.4f} "
-                   f"at step {best['step']})")
+        say(f"step {done} (epoch {done / per_epoch:.1f}): valid {config.eval.select}="
+            f"{valid[config.eval.select]:.4f} (best {best['valid'][config.eval.select]:.4f} "
+            f"at step {best['step']})")
         stopped_early = bool(patience) and evals_since_best(best) >= patience
         if ckpt is not None:
           ckpt.save(done, _ckpt_tree(state, best), _record(config_json, best))
         writer.valid(done, valid)
         if stopped_early:
-          tqdm.write(f"early stop: no better {config.eval.select} in {patience} validations")
+          say(f"early stop: no better {config.eval.select} in {patience} validations")
           break
       bar.update(1)
+      stop_signal.signum = distributed.agree_on_stop(stop_signal.signum)  # all stop together
       if stop_signal.requested and done < total_steps:  # SIGTERM/SIGINT: save this step, stop
         raise preemption.stop(stop_signal, done, total_steps, ckpt, _ckpt_tree(state, best),
                               _record(config_json, best), workdir / "checkpoints")
@@ -375,6 +391,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       "stopped_early": stopped_early, "dataset": dataset.stats(),
       "valid_history": best["history"], "wall_seconds": round(time.time() - start_time, 1),
   }
-  atomic_write_json(workdir / "results.json", results, indent=2)
+  if main:
+    atomic_write_json(workdir / "results.json", results, indent=2)
   log.info("test at step %d: %s", best["step"], results["test"])
   return results

@@ -95,6 +95,11 @@ BAD = {
     "eval.partial_users": [-1, 2.5],
     "eval.partial_seed": [-1, 2**32],
     "mesh.num_devices": [0, -2],
+    "train.keep_checkpoints": [0, 1.5],
+    "dist.coordinator": ["localhost", "http://h:1", 3],
+    "dist.num_processes": [-1, 1.5],
+    "dist.process_id": [-2, "0"],
+    "dist.timeout_seconds": [0],
 }
 
 

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -254,13 +255,20 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
                 token_budget: int = 8192, dtype: str = "float32", store_dtype: str = "float32",
                 chunk_items: int = CHUNK_ITEMS, cache_dir: str | os.PathLike | None = None,
                 mesh: Mesh, label: str = "items", process_index: int = 0,
-                process_count: int = 1) -> store_lib.Store:
+                process_count: int = 1, barrier=None) -> store_lib.Store:
   """Fills the chunked store of these texts' embeddings (see jaxrec/llm/store.py) and returns it.
 
   Only this process's chunks (`store.assigned_chunks`) that are not already done
   are computed, one chunk of items at a time (tokenised, batched, embedded,
   written, dropped), so memory does not grow with the number of items. A
   killed run, rerun, recomputes only the chunks it had not finished.
+
+  Several processes (`process_count` > 1, each with its own `mesh` of local
+  devices) fill one store together: process 0 first discards a store of
+  another manifest, then each computes and writes its own chunks, only
+  process 0 writes the manifest, and after `barrier()` (called by every process
+  at the same points) each returns the whole store, every chunk verified.
+  Without a barrier, writers that run one after another each add their chunks.
   """
   if not texts:
     raise JaxrecError("no item texts to embed")
@@ -278,13 +286,49 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
               "chunk_size": chunk_items}
   manifest = lambda hidden: {**identity, "shape": [n, int(hidden)]}
   mine = store_lib.assigned_chunks(store_lib.num_chunks(n, chunk_items), process_index, process_count)
+  if process_count > 1 and barrier is not None:
+    if process_index == 0:
+      _discard_other_store(folder, identity)
+    barrier("ceg store checked")
+    st = _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_dir, dtype,
+                     store_dtype, pooling, token_budget, max_tokens, mesh, label,
+                     writes_manifest=process_index == 0)
+    barrier("ceg store filled")
+    st = store_lib.load_store(folder)
+    missing = st.missing_chunks()
+    if missing:
+      raise JaxrecError(f"CEG store {folder} misses chunks {missing[:5]} after every process "
+                        "finished; run the same command again to compute them")
+    return st
 
+  return _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_dir, dtype,
+                     store_dtype, pooling, token_budget, max_tokens, mesh, label)
+
+
+def _discard_other_store(folder: pathlib.Path, identity: dict) -> None:
+  """Before several processes write into `folder`: a store there of another manifest
+  (or a damaged one) is removed, with one warning, so none of them reads it."""
+  stored = store_lib.read_manifest(folder)
+  if (folder / "manifest.json").exists() and (
+      stored is None or {k: stored.get(k) for k in identity} != identity):
+    log.warning("CEG: store %s has a %s manifest; recomputing its chunks", folder,
+                "damaged" if stored is None else "different")
+    shutil.rmtree(folder / "chunks", ignore_errors=True)
+    (folder / "manifest.json").unlink()
+
+
+def _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_dir, dtype,
+                store_dtype, pooling, token_budget, max_tokens, mesh, label,
+                writes_manifest: bool | None = None) -> store_lib.Store | None:
+  """Computes the chunks of `mine` that are not done; None if it had none to compute and
+  no store exists yet. `writes_manifest`: None = one process (opens the store as usual)."""
+  shared = writes_manifest is not None
   st = None
   stored = store_lib.read_manifest(folder)
   if stored is not None and isinstance(stored.get("shape"), list) and len(stored["shape"]) == 2 \
       and stored == store_lib.Store(folder, manifest(stored["shape"][1])).manifest:
     st = store_lib.Store(folder, stored)
-    st.open()
+    st.open(write_manifest=not shared or writes_manifest, clean=not shared)
     todo = st.missing_chunks(mine)
     if not todo:
       log.info("CEG: cached embeddings %s %s", folder, (n, st.hidden))
@@ -292,7 +336,7 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
   else:
     todo = mine
     legacy = _legacy_entry(folder)
-    if store_dtype == "float32" and process_count == 1 and legacy.exists():
+    if store_dtype == "float32" and not shared and legacy.exists():
       table = load_cached(legacy, n)
       if table is not None:
         st = store_lib.Store(folder, manifest(table.shape[1]))
@@ -303,6 +347,8 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
         manifest_path(legacy).unlink(missing_ok=True)
         log.info("CEG: cached embeddings %s moved into the chunked store %s", legacy, folder)
         return st
+  if not todo:
+    return st
   folder.parent.mkdir(parents=True, exist_ok=True)
 
   from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415 (keeps jaxrec import light)
@@ -327,7 +373,7 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
                           "float16; set config.ceg.store_dtype=float32")
       if st is None:
         st = store_lib.Store(folder, manifest(vectors.shape[1]))
-        st.open()
+        st.open(write_manifest=not shared or writes_manifest, clean=not shared)
       st.write_chunk(c, vectors)
       del token_ids, vectors
   return st
@@ -337,9 +383,12 @@ def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
                        max_tokens: int = 128, token_budget: int = 8192, dtype: str = "float32",
                        store_dtype: str = "float32", chunk_items: int = CHUNK_ITEMS,
                        cache_dir: str | os.PathLike | None = None, mesh: Mesh,
-                       label: str = "items") -> np.ndarray:
-  """[len(texts), H] float32 content embeddings, from the store when present."""
+                       label: str = "items", process_index: int = 0, process_count: int = 1,
+                       barrier=None) -> np.ndarray:
+  """[len(texts), H] float32 content embeddings, from the store when present (filled by
+  several processes together when `process_count` > 1; see build_store)."""
   st = build_store(texts, model=model, pooling=pooling, max_tokens=max_tokens,
                    token_budget=token_budget, dtype=dtype, store_dtype=store_dtype,
-                   chunk_items=chunk_items, cache_dir=cache_dir, mesh=mesh, label=label)
+                   chunk_items=chunk_items, cache_dir=cache_dir, mesh=mesh, label=label,
+                   process_index=process_index, process_count=process_count, barrier=barrier)
   return st.read_table()

@@ -123,16 +123,21 @@ class Store:
     return stop - start, self.hidden
 
   # -- opening -----------------------------------------------------------------
-  def open(self) -> None:
+  def open(self, write_manifest: bool = True, clean: bool = True) -> None:
     """Creates the folder and manifest; an existing store of another manifest (damaged,
-    or an older layout) is reported and its chunks discarded."""
+    or an older layout) is reported and its chunks discarded. With several writers, only
+    one writes the manifest and none removes temporaries (they may be another's)."""
+    if not write_manifest:
+      (self.path / "chunks").mkdir(parents=True, exist_ok=True)
+      return
     if self.manifest_path.exists():
       try:
         stored = json.loads(self.manifest_path.read_text())
       except (OSError, UnicodeDecodeError, ValueError):
         stored = None
       if stored == self.manifest:
-        self._clean_temporaries()
+        if clean:
+          self._clean_temporaries()
         return
       log.warning("CEG: store %s has a %s manifest; recomputing its chunks", self.path,
                   "damaged" if stored is None else "different")

@@ -337,3 +337,44 @@ def test_float16_overflow_is_an_error_not_a_damaged_store(tiny_model, tmp_path, 
   monkeypatch.setattr(embed, "embed_texts", lambda *a, **k: real_embed(*a, **k) * 1e6)
   with pytest.raises(embed.JaxrecError, match="store_dtype=float32"):
     _build(tiny_model, tmp_path, store_dtype="float16")
+
+
+TWO_PROCESS_SCRIPT = """
+import sys
+from jaxrec import config as config_lib, distributed, sharding
+from jaxrec.llm import embed, store
+coordinator, pid, model, texts_file, cache = sys.argv[1:]
+c = config_lib.base_config()
+c.dist.coordinator, c.dist.num_processes, c.dist.process_id = coordinator, 2, int(pid)
+distributed.initialize(c)
+real_write = store.Store.write_chunk
+store.Store.write_chunk = lambda self, i, v: (print("wrote", i, flush=True), real_write(self, i, v))
+texts = [line for line in open(texts_file).read().split("\\n") if line]
+st = embed.build_store(texts, model=model, max_tokens=32, token_budget=64, chunk_items=%d,
+                       cache_dir=cache, label="t", **distributed.ceg_share(sharding.make_mesh()))
+print("store", st.path, st.num_chunks, flush=True)
+""" % CHUNK
+
+
+def test_two_processes_fill_one_store_equal_to_one_process(tiny_model, reference, tmp_path):
+  """Issue 7 item 6: 2 processes (jax.distributed on localhost, 1 device each) each embed
+  and write their share of the chunks; the result is the 1-process store, byte for byte."""
+  import socket  # noqa: PLC0415
+  (tmp_path / "texts.txt").write_text("\n".join(TEXTS))
+  with socket.socket() as free:   # a free port for the coordinator
+    free.bind(("localhost", 0))
+    coordinator = f"localhost:{free.getsockname()[1]}"
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+         "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+  procs = [subprocess.Popen([sys.executable, "-c", TWO_PROCESS_SCRIPT, coordinator, str(pid),
+                             str(tiny_model), str(tmp_path / "texts.txt"), str(tmp_path / "cache")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+           for pid in (0, 1)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  wrote = [sorted(int(l.split()[1]) for l in out.splitlines() if l.startswith("wrote")) for out, _ in outs]
+  assert wrote == [[0, 2, 4], [1, 3, 5]]
+  for out, _ in outs:   # both return the whole store
+    assert f"store {tmp_path / 'cache' / reference.path.name} 6" in out
+  assert _files(store.load_store(tmp_path / "cache" / reference.path.name)) == _files(reference)
