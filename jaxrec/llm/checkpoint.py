@@ -279,7 +279,8 @@ def block_reader(key: str, shape: tuple[int, ...], src: keys.Src,
 
 def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
                   param_dtype: Any = jnp.float32, *, mesh: Mesh | None = None,
-                  fsdp: bool = False, stats: LoadStats | None = None
+                  fsdp: bool = False, stats: LoadStats | None = None,
+                  attention: str = "dot_product_attention", attention_impl: str = "auto"
                   ) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
   """Loads a local Hugging Face model folder (or GGUF file) as Flax module + params.
 
@@ -296,6 +297,8 @@ def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
       params on the default device, as before.
     fsdp: also split the hidden dimension over 'data' (`partitioning`).
     stats: filled with what a sharded safetensors load read.
+    attention, attention_impl: the module's attention path
+      (`layers.attention_path`).
 
   Returns:
     (module, params, hf_config): call it as
@@ -310,11 +313,11 @@ def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
     module, params, hf_config = gguf_checkpoint.load_gguf_model(path, dtype, param_dtype)
     if mesh is not None:
       params = partitioning.place(params, mesh, fsdp, getattr(module.config, "head_dim", None))
-    return module, params, hf_config
-  hf_config = read_hf_config(path)
-  module, key_map, prefixes = build_model(hf_config, dtype, param_dtype)
-  params = load_params(path, module, key_map, prefixes, param_dtype, mesh, fsdp, stats)
-  return module, params, hf_config
+  else:
+    hf_config = read_hf_config(path)
+    module, key_map, prefixes = build_model(hf_config, dtype, param_dtype)
+    params = load_params(path, module, key_map, prefixes, param_dtype, mesh, fsdp, stats)
+  return module.clone(attention=attention, implementation=attention_impl), params, hf_config
 
 
 def param_count(params: Any) -> int:

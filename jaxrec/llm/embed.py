@@ -342,8 +342,8 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
   from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415 (keeps jaxrec import light)
   jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
   module, params, _ = load_hf_model(model_dir, dtype=jdtype, param_dtype=jdtype, mesh=mesh,
-                                    fsdp=fsdp)   # placed once, not per chunk
-  module = module.clone(attention=attention, implementation=attention_impl)
+                                    fsdp=fsdp, attention=attention,
+                                    attention_impl=attention_impl)   # placed once, not per chunk
   rows = lambda c: (lambda start, stop: stop - start)(*store_lib.chunk_range(c, n, chunk_items))
   my_items, todo_items = sum(rows(c) for c in mine), sum(rows(c) for c in todo)
   if todo != mine:
