@@ -16,14 +16,21 @@ RUNS = pathlib.Path(__file__).resolve().parent / "results" / "quality_runs"
 OUT = RUNS.parent / "ceg_office.md"
 METRICS = ("HR@10", "HR@50", "HR@200", "NDCG@10", "NDCG@50", "NDCG@200")
 _MINILM = "office-learn2__t03-d_model-d_out-mlp_dim=128-128-512_temperature=0.1"
-ROWS = [
+ROWS = [  # (label, result files, command, note)
     ("ID only (`:id`, LEARN towers, best objective)", ["office-id"],
-     "python -m jaxrec.main --config=configs/office.py:id --workdir=sweeps/office-id"),
+     "python -m jaxrec.main --config=configs/office.py:id --workdir=sweeps/office-id",
+     "experiments/quality_queue_5.sh"),
     ("MiniLM (BERT) content + ID (default recipe)", [_MINILM, _MINILM + "-seed1", _MINILM + "-seed2"],
      "python -m jaxrec.sweep --config=configs/office.py:learn --workdir=sweeps/office-learn2 "
-     "(experiments/quality_queue_2.sh; trial t03 = the default recipe, seeds 0, 1, 2)"),
+     "--config.model.adapter=whiten --config.model.adapter_dropout=0.2 --config.model.id_init=pca "
+     "--config.model.dropout=0.3 --grid=\"model.d_model|model.d_out|model.mlp_dim=64|64|256,128|128|512;"
+     "loss.temperature=0.05,0.1\" --seeds=0,1,2",
+     "experiments/quality_queue_2.sh; its validation-best trial t03 (width 128, tau 0.1) is the "
+     "default recipe"),
     ("SmolLM2-135M (LLM) content + ID (default recipe, `:smollm2`)", ["office-smollm2"],
-     "python -m jaxrec.main --config=configs/office.py:smollm2 --workdir=workdirs/office-smollm2"),
+     "python -m jaxrec.main --config=configs/office.py:smollm2 "
+     "--workdir=/work/scratch-cegshard/office-smollm2",
+     "ceg.normalize l2, the default; SmolLM2's CEG took 56 min on the shared 2-core CPU, then cached"),
 ]
 
 
@@ -41,7 +48,7 @@ def main() -> None:
            "| content | seeds | valid NDCG@10 | " + " | ".join(METRICS) + " |",
            "|---|---|---|" + "---|" * len(METRICS)]
   commands = []
-  for label, names, command in ROWS:
+  for label, names, command, note in ROWS:
     results = [json.loads((RUNS / f"{n}__results.json").read_text()) for n in names
                if (RUNS / f"{n}__results.json").exists()]
     if not results:
@@ -49,7 +56,7 @@ def main() -> None:
     else:
       lines.append(f"| {label} | {len(results)} | {cell([r['valid']['NDCG@10'] for r in results])} | "
                    + " | ".join(cell([r["test"][m] for r in results]) for m in METRICS) + " |")
-    commands.append(f"- {label}: `{command}`")
+    commands.append(f"- {label}: `{command}` ({note})")
   OUT.write_text("\n".join(lines + ["", "Commands:", ""] + commands) + "\n")
   print(OUT.read_text())
 
