@@ -60,7 +60,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, overwrite
   item_texts, _ = prompts.render_all(dataset, template, d.max_text_chars)
   embed_kw = dict(model=c.model, pooling=c.pooling, token_budget=c.token_budget, dtype=c.dtype,
                   store_dtype=c.store_dtype, chunk_items=c.chunk_items,
-                  cache_dir=c.cache_dir or None, mesh=mesh)
+                  cache_dir=c.cache_dir or None, mesh=mesh, mesh_model=c.mesh_model, fsdp=c.fsdp,
+                  attention=c.attention, attention_impl=c.attention_impl)
   items = _unit(embed.content_embeddings(item_texts, max_tokens=c.max_tokens, label=dataset.name, **embed_kw))
   user_texts = [history_text(item_texts, h, c.history_item_chars, c.history_max_tokens * CHARS_PER_TOKEN)
                 for h in split.test.histories]

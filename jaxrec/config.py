@@ -53,7 +53,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.ceg.pooling = "mean"              # mean (over real tokens) | last (last real token).
   c.ceg.max_tokens = 128              # Token cap per item text.
   c.ceg.token_budget = 8192           # Tokens per CEG batch (rows = budget // bucket length).
-  c.ceg.dtype = "float32"             # LLM activation/parameter dtype: float32 | bfloat16.
+  c.ceg.dtype = "auto"                # LLM activation/parameter dtype: float32 | bfloat16 | auto (bfloat16 on
+                                      # accelerators, float32 on CPU).
+  c.ceg.mesh_model = 1                # Devices per model copy: the LLM's heads/MLP/vocabulary are split over this many
+                                      # ('model' axis), batches over the rest ('data'); must divide the device count.
+  c.ceg.fsdp = False                  # Also split the LLM's hidden dimension over 'data' (for models that do not fit).
+  c.ceg.attention = "dot_product_attention"  # LLM attention: dot_product_attention (jax.nn's, fast path) | reference.
+  c.ceg.attention_impl = "auto"       # dot_product_attention implementation: auto (cuDNN on GPUs when it applies,
+                                      # else XLA) | xla | cudnn (falls back to XLA, with a warning, where it cannot run).
   c.ceg.cache_dir = ""                # Embedding cache ("" = $JAXREC_CACHE or ~/.cache/jaxrec).
   c.ceg.store_dtype = "float32"       # Dtype of the stored embeddings: float32 | float16 (half the disk; training reads float32).
   c.ceg.chunk_items = 4096            # Items per store chunk: computed, written and dropped together (bounds CEG memory;
@@ -194,7 +201,11 @@ RULES: dict[str, tuple] = {
     "ceg.pooling": _choice("mean", "last"),
     "ceg.max_tokens": _int(2),            # room for the model's special tokens
     "ceg.token_budget": _int(2),          # and >= ceg.max_tokens, below
-    "ceg.dtype": _choice("float32", "bfloat16"),
+    "ceg.dtype": _choice("float32", "bfloat16", "auto"),
+    "ceg.mesh_model": _int(1),            # and a divisor of the device count (checked with the devices)
+    "ceg.fsdp": _BOOL,
+    "ceg.attention": _choice("dot_product_attention", "reference"),
+    "ceg.attention_impl": _choice("auto", "xla", "cudnn"),
     "ceg.cache_dir": _STR,
     "ceg.store_dtype": _choice("float32", "float16"),
     "ceg.chunk_items": _int(1),

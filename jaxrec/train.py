@@ -194,7 +194,9 @@ def ceg_options(config: ml_collections.ConfigDict, dataset) -> dict:
   c = config.ceg
   return dict(model=c.model, pooling=c.pooling, max_tokens=c.max_tokens,
               token_budget=c.token_budget, dtype=c.dtype, store_dtype=c.store_dtype,
-              chunk_items=c.chunk_items, cache_dir=c.cache_dir or None, label=dataset.name)
+              chunk_items=c.chunk_items, cache_dir=c.cache_dir or None, label=dataset.name,
+              mesh_model=c.mesh_model, fsdp=c.fsdp, attention=c.attention,
+              attention_impl=c.attention_impl)
 
 
 def content_table(config: ml_collections.ConfigDict, dataset, mesh) -> np.ndarray | None:

@@ -61,6 +61,10 @@ BAD = {
     "ceg.max_tokens": [0, 1],
     "ceg.token_budget": [0, 100],          # 100 < max_tokens = 128
     "ceg.dtype": ["float16"],
+    "ceg.mesh_model": [0, 1.5],
+    "ceg.fsdp": ["yes"],
+    "ceg.attention": ["flash"],
+    "ceg.attention_impl": ["triton", None],
     "ceg.cache_dir": [0],
     "ceg.store_dtype": ["bfloat16", "float64"],
     "ceg.chunk_items": [0, 1.5],

@@ -70,11 +70,6 @@ class BertConfig:
     return cls(**{k: v for k, v in hf.items() if k in names})
 
 
-def padding_mask(attention_mask: Array) -> Array:
-  """[B, S] 0/1 padding mask -> boolean [B, 1, 1, S] mask of valid keys."""
-  return (attention_mask > 0)[:, None, None, :]
-
-
 class BertEmbeddings(nn.Module):
   """Word + absolute position + token type embeddings, then LayerNorm."""
 
@@ -105,9 +100,11 @@ class BertSelfAttention(nn.Module):
   config: BertConfig
   dtype: DType = jnp.float32
   param_dtype: DType = jnp.float32
+  attention: str = "dot_product_attention"
+  implementation: str = "auto"
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array) -> Array:
+  def __call__(self, x: Array, masking: layers.Masking) -> Array:
     cfg = self.config
     dense = functools.partial(
         nn.Dense, cfg.hidden_size, dtype=self.dtype,
@@ -117,8 +114,9 @@ class BertSelfAttention(nn.Module):
     q = heads(dense(name="query")(x))
     k = heads(dense(name="key")(x))
     v = heads(dense(name="value")(x))
-    # Softmax runs in float32 inside `dot_product_attention` for any dtype.
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask)
+    # Softmax runs in float32 on either path, for any dtype.
+    out = layers.attend(q, k, v, masking, attention=self.attention,
+                        implementation=self.implementation)
     return dense(name="output")(out.reshape(x.shape[:2] + (-1,)))
 
 
@@ -128,13 +126,16 @@ class BertLayer(nn.Module):
   config: BertConfig
   dtype: DType = jnp.float32
   param_dtype: DType = jnp.float32
+  attention: str = "dot_product_attention"
+  implementation: str = "auto"
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array) -> Array:
+  def __call__(self, x: Array, masking: layers.Masking) -> Array:
     cfg = self.config
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     norm = functools.partial(nn.LayerNorm, epsilon=cfg.layer_norm_eps, **kw)
-    h = BertSelfAttention(cfg, name="attention", **kw)(x, mask)
+    h = BertSelfAttention(cfg, name="attention", attention=self.attention,
+                          implementation=self.implementation, **kw)(x, masking)
     x = norm(name="attention_norm")(x + h)
     h = nn.Dense(cfg.intermediate_size, name="intermediate", **kw)(x)
     h = ACTIVATIONS[cfg.hidden_act](h)
@@ -149,11 +150,14 @@ class BertEncoder(nn.Module):
     config: model hyper-parameters.
     dtype: activation / computation dtype.
     param_dtype: dtype of the parameters.
+    attention, implementation: the attention path (`layers.attention_path`).
   """
 
   config: BertConfig
   dtype: DType = jnp.float32
   param_dtype: DType = jnp.float32
+  attention: str = "dot_product_attention"
+  implementation: str = "auto"
 
   @nn.compact
   def __call__(self,
@@ -183,9 +187,10 @@ class BertEncoder(nn.Module):
       token_type_ids = jnp.zeros_like(input_ids)
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     x = BertEmbeddings(cfg, name="embeddings", **kw)(input_ids, token_type_ids)
-    mask = padding_mask(attention_mask)
+    masking = layers.Masking(attention_mask, causal=False)
     for i in range(cfg.num_hidden_layers):
-      x = BertLayer(cfg, name=f"layer_{i}", **kw)(x, mask)
+      x = BertLayer(cfg, name=f"layer_{i}", attention=self.attention,
+                    implementation=self.implementation, **kw)(x, masking)
     return x
 
 

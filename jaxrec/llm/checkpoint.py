@@ -9,6 +9,8 @@ truncated checkpoint fails loudly here rather than as garbage embeddings.
 """
 
 from collections.abc import Callable, Iterator, Mapping
+import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -17,6 +19,8 @@ from typing import Any
 from flax import linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+import numpy as np
 from safetensors import safe_open
 
 from jaxrec.errors import JaxrecError
@@ -25,6 +29,7 @@ from jaxrec.llm import bert
 from jaxrec.llm import gemma
 from jaxrec.llm import keys
 from jaxrec.llm import llama
+from jaxrec.llm import partitioning
 from jaxrec.llm.keys import KeyMap
 
 # model_type -> family (config reader, module, key map), one module each.
@@ -147,10 +152,39 @@ def _by_file(wanted: Mapping[tuple[str, ...], str],
   yield from groups.items()
 
 
+@dataclasses.dataclass
+class LoadStats:
+  """What a sharded load read from disk, to show no host holds a whole checkpoint.
+
+  Attributes:
+    reads: blocks read (one per device and parameter; a block is one device's shard).
+    bytes_read: their bytes in total.
+    largest_read: the largest single block, in bytes: the most the loader held
+      on the host at once beyond the memory-mapped file.
+  """
+
+  reads: int = 0
+  bytes_read: int = 0
+  largest_read: int = 0
+
+  def record(self, nbytes: int) -> None:
+    self.reads += 1
+    self.bytes_read += nbytes
+    self.largest_read = max(self.largest_read, nbytes)
+
+
 def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
-                prefixes: tuple[str, ...], param_dtype: Any = jnp.float32
-                ) -> dict[str, Any]:
-  """Reads, validates, transposes and casts the params `module` expects."""
+                prefixes: tuple[str, ...], param_dtype: Any = jnp.float32,
+                mesh: Mesh | None = None, fsdp: bool = False,
+                stats: LoadStats | None = None) -> dict[str, Any]:
+  """Reads, validates, transposes and casts the params `module` expects.
+
+  With a mesh, each parameter is built on its devices by
+  `jax.make_array_from_callback` under `partitioning`'s sharding: every device's
+  block is read from the memory-mapped safetensors file alone (`get_slice`),
+  cast and sent, so the host holds one block at a time, never a whole tensor
+  that is sharded, let alone the checkpoint. `stats` records what was read.
+  """
   expected = expected_shapes(module)
   if set(expected) != set(key_map):
     raise JaxrecError(  # A bug in jaxrec, not in the checkpoint.
@@ -170,15 +204,25 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
         f"checkpoint in {folder} lacks {len(missing)} expected tensor(s), "
         f"e.g. {missing[0]!r}")
   params = {}
+  head_dim = getattr(getattr(module, "config", None), "head_dim", None)
+  stats = LoadStats() if stats is None else stats
   for file, group in _by_file(wanted, files):
-    # framework="flax" because numpy has no bfloat16.
-    with safe_open(file, framework="flax") as f:
+    # framework="flax" because numpy has no bfloat16; sharded blocks stay on the host CPU.
+    on_host = jax.default_device(jax.devices("cpu")[0]) if mesh else contextlib.nullcontext()
+    with safe_open(file, framework="flax") as f, on_host:
       for path, key in group.items():
         tensor = f.get_slice(key)
-        value = read_tensor(key, tuple(tensor.get_shape()), key_map[path],
-                            expected[path].shape, tensor.__getitem__,
-                            where=file.name)
-        params[path] = value.astype(param_dtype)
+        block = block_reader(key, tuple(tensor.get_shape()), key_map[path],
+                             expected[path].shape, tensor.__getitem__, where=file.name)
+        if mesh is None:
+          params[path] = jnp.asarray(block(None)).astype(param_dtype)
+          continue
+        def read(index, block=block):
+          value = np.asarray(block(index)).astype(param_dtype)
+          stats.record(value.nbytes)
+          return value
+        sharding = partitioning.sharding_for(path, expected[path].shape, mesh, fsdp, head_dim)
+        params[path] = jax.make_array_from_callback(expected[path].shape, sharding, read)
   return unflatten(params)
 
 
@@ -189,13 +233,25 @@ def read_tensor(key: str, shape: tuple[int, ...], src: keys.Src,
 
   `read(index)` returns `tensor[index]`; only the block is read.
   """
-  index: Any = slice(None)
+  return block_reader(key, shape, src, want, read, where)(None)
+
+
+def block_reader(key: str, shape: tuple[int, ...], src: keys.Src,
+                 want: tuple[int, ...], read: Callable[[Any], Any],
+                 where: str) -> Callable[[Any], Any]:
+  """Checks a tensor against the parameter it fills; returns `block(index)`.
+
+  `block(index)` is the parameter's value at `index` (a tuple of slices in
+  our layout, as `jax.make_array_from_callback` passes; None for all of it):
+  the index is mapped through the transpose and the `src.split` offset, and
+  only that part of the tensor is read with `read(checkpoint_index)`.
+  """
+  offset = 0
   if src.split is not None:
     i, n = src.split
     if shape and shape[0] % n == 0:
-      block = shape[0] // n
-      shape = (block,) + shape[1:]
-      index = slice(i * block, (i + 1) * block)
+      offset = i * (shape[0] // n)
+      shape = (shape[0] // n,) + shape[1:]
     else:
       raise JaxrecError(f"tensor {key!r} in {where} has shape {shape}, whose "
                         f"first axis does not split into {n} equal blocks")
@@ -208,12 +264,23 @@ def read_tensor(key: str, shape: tuple[int, ...], src: keys.Src,
         f"tensor {key!r} in {where} has shape {shape}"
         + (f" (after {', '.join(done)})" if done else "")
         + f", expected {tuple(want)}")
-  value = read(index)
-  return value.T if src.transpose else value
+
+  def block(index: Any) -> Any:
+    index = tuple(index) if index is not None else (slice(None),) * len(want)
+    index = tuple(slice(*s.indices(n)[:2]) for s, n in zip(index, want))
+    if src.transpose:
+      index = index[::-1]
+    if offset:
+      index = (slice(index[0].start + offset, index[0].stop + offset),) + index[1:]
+    value = read(index)
+    return value.T if src.transpose else value
+  return block
 
 
 def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
-                  param_dtype: Any = jnp.float32
+                  param_dtype: Any = jnp.float32, *, mesh: Mesh | None = None,
+                  fsdp: bool = False, stats: LoadStats | None = None,
+                  attention: str = "dot_product_attention", attention_impl: str = "auto"
                   ) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
   """Loads a local Hugging Face model folder (or GGUF file) as Flax module + params.
 
@@ -224,6 +291,14 @@ def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
       stands in for hf_config.
     dtype: activation dtype of the returned module.
     param_dtype: dtype the params are cast to.
+    mesh: a ('data', 'model') mesh (`partitioning.make_mesh`) to load the
+      params onto, each device reading only its own blocks of a safetensors
+      checkpoint; GGUF files are dequantised on the host, then placed. None:
+      params on the default device, as before.
+    fsdp: also split the hidden dimension over 'data' (`partitioning`).
+    stats: filled with what a sharded safetensors load read.
+    attention, attention_impl: the module's attention path
+      (`layers.attention_path`).
 
   Returns:
     (module, params, hf_config): call it as
@@ -235,11 +310,14 @@ def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
   """
   from jaxrec.llm import gguf_checkpoint  # pylint: disable=g-import-not-at-top
   if gguf_checkpoint.is_gguf(path):
-    return gguf_checkpoint.load_gguf_model(path, dtype, param_dtype)
-  hf_config = read_hf_config(path)
-  module, key_map, prefixes = build_model(hf_config, dtype, param_dtype)
-  params = load_params(path, module, key_map, prefixes, param_dtype)
-  return module, params, hf_config
+    module, params, hf_config = gguf_checkpoint.load_gguf_model(path, dtype, param_dtype)
+    if mesh is not None:
+      params = partitioning.place(params, mesh, fsdp, getattr(module.config, "head_dim", None))
+  else:
+    hf_config = read_hf_config(path)
+    module, key_map, prefixes = build_model(hf_config, dtype, param_dtype)
+    params = load_params(path, module, key_map, prefixes, param_dtype, mesh, fsdp, stats)
+  return module.clone(attention=attention, implementation=attention_impl), params, hf_config
 
 
 def param_count(params: Any) -> int:

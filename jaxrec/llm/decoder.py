@@ -127,9 +127,11 @@ class Attention(nn.Module):
   config: DecoderConfig
   dtype: DType = jnp.float32
   param_dtype: DType = jnp.float32
+  attention: str = "dot_product_attention"
+  implementation: str = "auto"
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array,
+  def __call__(self, x: Array, masking: layers.Masking,
                rope: tuple[Array, Array] | None,
                bias: Array | None) -> Array:
     cfg = self.config
@@ -152,8 +154,9 @@ class Attention(nn.Module):
       q, k = norm(name="q_norm")(q), norm(name="k_norm")(k)
     if rope is not None:
       q, k = layers.apply_rope(q, *rope), layers.apply_rope(k, *rope)
-    out = layers.attend(q, k, v, mask, bias=bias, scale=cfg.attention_scale,
-                        softcap=cfg.attn_logit_softcap)
+    out = layers.attend(q, k, v, masking, bias=bias, scale=cfg.attention_scale,
+                        softcap=cfg.attn_logit_softcap, attention=self.attention,
+                        implementation=self.implementation)
     out = out.reshape(batch, length, cfg.num_attention_heads * cfg.head_dim)
     return dense(cfg.hidden_size, use_bias=cfg.o_bias, name="o_proj")(out)
 
@@ -164,16 +167,19 @@ class DecoderLayer(nn.Module):
   config: DecoderConfig
   dtype: DType = jnp.float32
   param_dtype: DType = jnp.float32
+  attention: str = "dot_product_attention"
+  implementation: str = "auto"
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array, rope: tuple[Array, Array] | None,
-               bias: Array | None) -> Array:
+  def __call__(self, x: Array, masking: layers.Masking,
+               rope: tuple[Array, Array] | None, bias: Array | None) -> Array:
     cfg = self.config
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     norm = functools.partial(layers.RMSNorm, cfg.rms_norm_eps,
                              cfg.norm_unit_offset, **kw)
-    h = Attention(cfg, name="self_attn", **kw)(
-        norm(name="input_layernorm")(x), mask, rope, bias)
+    h = Attention(cfg, name="self_attn", attention=self.attention,
+                  implementation=self.implementation, **kw)(
+                      norm(name="input_layernorm")(x), masking, rope, bias)
     if cfg.sandwich_norms:
       h = norm(name="post_attention_layernorm")(h)
       x = x + h
@@ -195,11 +201,16 @@ class Decoder(nn.Module):
     config: model hyper-parameters.
     dtype: activation / computation dtype (softmax and norms run in fp32).
     param_dtype: dtype of the parameters.
+    attention: "dot_product_attention" (default; cuDNN on GPUs) or
+      "reference" (see `layers.attention_path`).
+    implementation: "auto" | "xla" | "cudnn" for the former.
   """
 
   config: DecoderConfig
   dtype: DType = jnp.float32
   param_dtype: DType = jnp.float32
+  attention: str = "dot_product_attention"
+  implementation: str = "auto"
 
   @nn.compact
   def __call__(self, input_ids: Array, attention_mask: Array) -> Array:
@@ -237,13 +248,14 @@ class Decoder(nn.Module):
     else:
       bias = layers.alibi_bias(cfg.num_attention_heads, length)
 
-    full_mask = layers.attention_mask(attention_mask, cfg.causal)
-    masks = {FULL: full_mask, SLIDING: full_mask}
+    full = layers.Masking(attention_mask, cfg.causal)
+    masks = {FULL: full, SLIDING: full}
     if SLIDING in cfg.layer_types and cfg.sliding_window < length:
-      masks[SLIDING] = layers.attention_mask(attention_mask, cfg.causal,
-                                             cfg.sliding_window)
+      masks[SLIDING] = layers.Masking(attention_mask, cfg.causal,
+                                      cfg.sliding_window)
     for i, kind in enumerate(cfg.layer_types):
-      x = DecoderLayer(cfg, name=f"layers_{i}", **kw)(x, masks[kind],
-                                                      ropes[kind], bias)
+      x = DecoderLayer(cfg, name=f"layers_{i}", attention=self.attention,
+                       implementation=self.implementation, **kw)(
+                           x, masks[kind], ropes[kind], bias)
     return layers.RMSNorm(cfg.rms_norm_eps, cfg.norm_unit_offset, name="norm",
                           **kw)(x)

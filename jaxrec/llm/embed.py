@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from jaxrec import sharding
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_save, sha256_file
+from jaxrec.llm import partitioning
 from jaxrec.llm import sources
 from jaxrec.llm import store as store_lib
 
@@ -116,6 +117,27 @@ def pow2_at_least(n: int) -> int:
   return 1 << max(0, (n - 1).bit_length())
 
 
+def padding_fraction(lengths: np.ndarray, plan: list[tuple[int, int, np.ndarray]]) -> float:
+  """Share of the computed token slots that are padding (bucket rounding, filler rows)."""
+  slots = sum(blen * rows for blen, rows, _ in plan)
+  return 1.0 - float(sum(int(lengths[idx].sum()) for _, _, idx in plan)) / max(slots, 1)
+
+
+def resolve_dtype(dtype: str) -> str:
+  """"auto": bfloat16 on accelerators, float32 on CPU (where bf16 matmuls are slow)."""
+  if dtype == "auto":
+    return "float32" if jax.default_backend() == "cpu" else "bfloat16"
+  return dtype
+
+
+def _on_mesh(params, mesh: Mesh):
+  """Params as placed by the loader (sharded by `partitioning`), else replicated."""
+  leaves = jax.tree_util.tree_leaves(params)
+  if all(isinstance(x, jax.Array) and getattr(x.sharding, "mesh", None) == mesh for x in leaves):
+    return params
+  return sharding.put_replicated(params, mesh)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _pooled(module, params, ids, mask, pooling: str):
   hidden = module.apply({"params": params}, ids, mask).astype(jnp.float32)
@@ -136,8 +158,10 @@ def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, tok
   if done is None:
     done = np.zeros(n, bool)
   todo = np.flatnonzero(~done)
-  plan = plan_batches(lengths[todo], token_budget, mesh.devices.size)
-  params = sharding.put_replicated(params, mesh)
+  plan = plan_batches(lengths[todo], token_budget, mesh.shape["data"])
+  log.info("CEG: %d items in %d batches of %d shapes, %.1f%% padding", len(todo), len(plan),
+           len({(blen, rows) for blen, rows, _ in plan}), 100 * padding_fraction(lengths[todo], plan))
+  params = _on_mesh(params, mesh)
   own_bar = bar is None
   if own_bar:
     bar = tqdm(total=n, initial=n - len(todo), desc=desc, unit="item")
@@ -255,7 +279,9 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
                 token_budget: int = 8192, dtype: str = "float32", store_dtype: str = "float32",
                 chunk_items: int = CHUNK_ITEMS, cache_dir: str | os.PathLike | None = None,
                 mesh: Mesh, label: str = "items", process_index: int = 0,
-                process_count: int = 1, barrier=None) -> store_lib.Store:
+                process_count: int = 1, barrier=None, mesh_model: int = 1, fsdp: bool = False,
+                attention: str = "dot_product_attention",
+                attention_impl: str = "auto") -> store_lib.Store:
   """Fills the chunked store of these texts' embeddings (see jaxrec/llm/store.py) and returns it.
 
   Only this process's chunks (`store.assigned_chunks`) that are not already done
@@ -269,9 +295,17 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
   process 0 writes the manifest, and after `barrier()` (called by every process
   at the same points) each returns the whole store, every chunk verified.
   Without a barrier, writers that run one after another each add their chunks.
+
+  The mesh's devices are arranged as (data, mesh_model): the model is split
+  over 'model' (and over 'data' too with fsdp), loaded shard by shard onto
+  its devices, and batches are split over 'data' (jaxrec/llm/partitioning.py).
+  The mesh and the attention path change rounding only, so they are not part
+  of the store's key.
   """
   if not texts:
     raise JaxrecError("no item texts to embed")
+  dtype = resolve_dtype(dtype)
+  mesh = partitioning.make_mesh(mesh.devices, mesh_model)
   model_dir = resolve_model_dir(model)
   check_max_tokens(model_dir, max_tokens, model)
   cache = pathlib.Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -353,9 +387,9 @@ def _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_d
 
   from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415 (keeps jaxrec import light)
   jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
-  module, params, _ = load_hf_model(model_dir, dtype=jdtype, param_dtype=jdtype)
-  if params is not None:
-    params = sharding.put_replicated(params, mesh)   # once, not per chunk
+  module, params, _ = load_hf_model(model_dir, dtype=jdtype, param_dtype=jdtype, mesh=mesh,
+                                    fsdp=fsdp, attention=attention,
+                                    attention_impl=attention_impl)   # placed once, not per chunk
   rows = lambda c: (lambda start, stop: stop - start)(*store_lib.chunk_range(c, n, chunk_items))
   my_items, todo_items = sum(rows(c) for c in mine), sum(rows(c) for c in todo)
   if todo != mine:
@@ -379,16 +413,8 @@ def _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_d
   return st
 
 
-def content_embeddings(texts: list[str], *, model: str, pooling: str = "mean",
-                       max_tokens: int = 128, token_budget: int = 8192, dtype: str = "float32",
-                       store_dtype: str = "float32", chunk_items: int = CHUNK_ITEMS,
-                       cache_dir: str | os.PathLike | None = None, mesh: Mesh,
-                       label: str = "items", process_index: int = 0, process_count: int = 1,
-                       barrier=None) -> np.ndarray:
-  """[len(texts), H] float32 content embeddings, from the store when present (filled by
-  several processes together when `process_count` > 1; see build_store)."""
-  st = build_store(texts, model=model, pooling=pooling, max_tokens=max_tokens,
-                   token_budget=token_budget, dtype=dtype, store_dtype=store_dtype,
-                   chunk_items=chunk_items, cache_dir=cache_dir, mesh=mesh, label=label,
-                   process_index=process_index, process_count=process_count, barrier=barrier)
+def content_embeddings(texts: list[str], *, mesh: Mesh, **options) -> np.ndarray:
+  """[len(texts), H] float32 content embeddings, from the store when present
+  (`options`: build_store's keyword arguments)."""
+  st = build_store(texts, mesh=mesh, **options)
   return st.read_table()

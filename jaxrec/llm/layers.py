@@ -10,8 +10,9 @@ RoPE frequencies in float32 as HF computes them).
 from collections.abc import Callable, Mapping
 import dataclasses
 import functools
+import logging
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 from flax import linen as nn
 import jax
@@ -284,22 +285,112 @@ def softcapped_attention(q: Array, k: Array, v: Array, mask: Array,
   return out.reshape(b, t, n, d)
 
 
-def attend(q: Array, k: Array, v: Array, mask: Array, *,
-           bias: Array | None = None, scale: float | None = None,
-           softcap: float | None = None) -> Array:
-  """Multi-head attention core; `jax.nn.dot_product_attention` unless capped.
+# ----------------------------------------------------------------------------
+# Attention paths
 
-  The explicit path also serves float64 (reference checks), because
-  `jax.nn.dot_product_attention` always takes its softmax in float32.
+# "reference": the explicit einsum/softmax above. "dot_product_attention":
+# `jax.nn.dot_product_attention`, whose cuDNN kernel (fused, flash-style) is
+# the fast path on GPUs; its "xla" implementation is the same maths as the
+# reference and is what CPUs and TPUs run.
+ATTENTION = ("reference", "dot_product_attention")
+IMPLEMENTATIONS = ("auto", "xla", "cudnn")
+_CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
+_warned: set[str] = set()
+
+
+class Masking(NamedTuple):
+  """What each query may see, kept structural (not a dense [B, 1, T, S] mask)
+  so the fast path can pass sequence lengths and `is_causal` to cuDNN.
+
+  Attributes:
+    token_mask: [B, T], 1 for real tokens, 0 for trailing (right) padding.
+    causal: keys k <= q only.
+    window: sliding window (see `attention_mask`), or None.
+  """
+
+  token_mask: Array
+  causal: bool = True
+  window: int | None = None
+
+  def dense(self) -> Array:
+    return attention_mask(self.token_mask, self.causal, self.window)
+
+  def lengths(self) -> Array:
+    """Real tokens per row (right padding), at least 1 so an all-padding
+    filler row of a batch never softmaxes over nothing."""
+    return jnp.maximum(jnp.sum(self.token_mask > 0, axis=1), 1).astype(jnp.int32)
+
+
+def _warn_once(message: str) -> None:
+  if message not in _warned:
+    _warned.add(message)
+    logging.getLogger(__name__).warning(message)
+
+
+def attention_path(attention: str, implementation: str, dtype: DType, *,
+                   softcap: float | None = None, bias: bool = False,
+                   causal: bool = True, window: int | None = None,
+                   head_dim: int = 64) -> tuple[str, str | None]:
+  """("reference", None) or ("dot_product_attention", "xla" | "cudnn").
+
+  Falls back where the fast path cannot apply: logit soft-capping (Gemma 2)
+  and float64 go to the reference path (`jax.nn.dot_product_attention` has
+  no cap and takes its softmax in float32); cuDNN needs a GPU, bf16/fp16,
+  no additive bias (ALiBi), a head dim that is a multiple of 8 up to 128 and
+  no right window (bidirectional sliding), else XLA runs the same call.
+  "auto" picks cuDNN when all of that holds, XLA otherwise.
+  """
+  if attention not in ATTENTION:
+    raise JaxrecError(f"unknown attention path {attention!r}; known: {', '.join(ATTENTION)}")
+  if implementation not in IMPLEMENTATIONS:
+    raise JaxrecError(f"unknown attention implementation {implementation!r}; "
+                      f"known: {', '.join(IMPLEMENTATIONS)}")
+  if attention == "reference":
+    return "reference", None
+  if softcap is not None or jnp.dtype(dtype) == jnp.float64:
+    _warn_once("attention: soft-capped or float64 attention runs the reference path "
+               "(jax.nn.dot_product_attention has no logit cap and a float32 softmax)")
+    return "reference", None
+  why_not = ("no GPU" if jax.default_backend() != "gpu" else
+             f"dtype {jnp.dtype(dtype).name} (needs bfloat16/float16)"
+             if jnp.dtype(dtype) not in [jnp.dtype(d) for d in _CUDNN_DTYPES] else
+             "an additive bias (ALiBi)" if bias else
+             "a bidirectional sliding window" if window is not None and not causal else
+             f"head dim {head_dim}" if head_dim % 8 or head_dim > 128 else "")
+  if implementation == "xla" or (implementation == "auto" and why_not):
+    return "dot_product_attention", "xla"
+  if why_not:
+    _warn_once(f"attention: cuDNN cannot run here ({why_not}); using XLA")
+    return "dot_product_attention", "xla"
+  return "dot_product_attention", "cudnn"
+
+
+def attend(q: Array, k: Array, v: Array, masking: Masking, *,
+           bias: Array | None = None, scale: float | None = None,
+           softcap: float | None = None, attention: str = "dot_product_attention",
+           implementation: str = "auto") -> Array:
+  """Multi-head (grouped-query) attention core over right-padded rows.
+
+  q [B, T, N, D], k/v [B, S, K, D]; `attention_path` picks the reference
+  einsum or `jax.nn.dot_product_attention` (XLA or cuDNN), which agree to
+  float32 rounding on real tokens (tests/llm/test_layers.py).
   """
   scale = q.shape[-1] ** -0.5 if scale is None else scale
-  if softcap is not None or q.dtype == jnp.float64:
-    return softcapped_attention(q, k, v, mask, bias, scale, softcap)
-  # Handles GQA natively (query head h uses kv head h // group), fp32 softmax.
+  path, impl = attention_path(attention, implementation, q.dtype, softcap=softcap,
+                              bias=bias is not None, causal=masking.causal,
+                              window=masking.window, head_dim=q.shape[-1])
+  if path == "reference":
+    return softcapped_attention(q, k, v, masking.dense(), bias, scale, softcap)
+  window = None
+  if masking.window is not None:
+    window = (masking.window - 1, 0 if masking.causal else masking.window - 1)
   if bias is not None:
     bias = bias.astype(q.dtype)
-  return jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask,
-                                      scale=scale)
+  # Handles GQA natively (query head h uses kv head h // group), fp32 softmax.
+  return jax.nn.dot_product_attention(
+      q, k, v, bias=bias, scale=scale, is_causal=masking.causal,
+      key_value_seq_lengths=masking.lengths(), local_window_size=window,
+      implementation=impl)
 
 
 class GatedMLP(nn.Module):

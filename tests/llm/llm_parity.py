@@ -3,6 +3,7 @@ a right-padded batch, and the max abs difference over real tokens."""
 
 import json
 import pathlib
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
@@ -64,3 +65,20 @@ def edit_config(folder: pathlib.Path, drop=(), **changes) -> dict:
   config.update(changes)
   path.write_text(json.dumps(config))
   return config
+
+
+def tiny_minilm(folder: pathlib.Path, **sizes) -> pathlib.Path:
+  """A random 2-layer BERT of width 32 (or `sizes`) with MiniLM's real tokenizer files,
+  so the CEG pipeline (tokenise, batch, embed) runs on a model that costs nothing."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  from jaxrec.llm import sources  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  minilm = sources.resolve_model("minilm")
+  cfg = transformers.BertConfig(**{**dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                          num_attention_heads=4, intermediate_size=37,
+                                          max_position_embeddings=128), **sizes})
+  transformers.BertModel(cfg).eval().save_pretrained(folder)
+  for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+    shutil.copy(minilm / name, folder / name)
+  return folder

@@ -15,11 +15,10 @@ import time
 
 import numpy as np
 import pytest
-import torch
-import transformers
 
 from jaxrec import sharding
-from jaxrec.llm import embed, sources, store
+from jaxrec.llm import embed, store
+import llm_parity
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEXTS = [f"item {i}: " + " ".join(["red mug", "blue pen", "green lamp", "desk"][: 1 + i % 4]) * (1 + i % 3)
@@ -30,16 +29,7 @@ CHUNK = 8   # 45 items -> 6 chunks (the last one of 5 items)
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> pathlib.Path:
   """A 2-layer BERT of width 32 with MiniLM's tokenizer files."""
-  torch.manual_seed(0)
-  folder = tmp_path_factory.mktemp("tiny_minilm")
-  minilm = sources.resolve_model("minilm")
-  cfg = transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                                num_attention_heads=4, intermediate_size=37,
-                                max_position_embeddings=128)
-  transformers.BertModel(cfg).eval().save_pretrained(folder)
-  for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-    shutil.copy(minilm / name, folder / name)
-  return folder
+  return llm_parity.tiny_minilm(tmp_path_factory.mktemp("tiny_minilm"))
 
 
 def _build(model, cache, **kw):

@@ -1,0 +1,217 @@
+r"""CEG throughput: jaxrec (JAX/Flax) against transformers PyTorch, same texts, same batches.
+
+For each model (MiniLM = BERT, SmolLM2 = Llama-style LLM) the Office item texts
+are tokenised once and planned once (`embed.plan_batches`: length-sorted,
+token-budget batches over a few bucketed shapes); both frameworks then embed
+exactly those padded batches with mean pooling, in one process, one after the
+other. Reported: real tokens/s of each (padding excluded), their ratio,
+jaxrec's first pass (with compilation, one per shape) and its steady pass,
+the padding share, the largest difference between the two frameworks'
+vectors, and MFU (model FLOPs / s over the device's peak; a peak-FLOPs table
+for GPUs/TPUs, `--peak_tflops` for a CPU).
+
+GPU-ready: on an accelerator `--dtype=auto` runs bf16 in both frameworks (torch on
+cuda), and jaxrec's attention takes cuDNN (`ceg.attention_impl=auto`).
+
+  nice -n 5 python experiments/bench_ceg_throughput.py --items=600 \
+      --out=experiments/results/ceg_throughput
+"""
+
+import argparse
+import importlib.util
+import json
+import pathlib
+import platform
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import transformers
+from tqdm.auto import tqdm
+
+from jaxrec import sharding, train
+from jaxrec.files import atomic_write_json
+from jaxrec.llm import checkpoint, embed, gguf_checkpoint, llama
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# Dense bf16 peak FLOP/s by device kind (substring of jax's device_kind), from vendor sheets.
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
+              "A10G": 70e12, "V100": 125e12, "TPU v6": 918e12, "TPU v5p": 459e12,
+              "TPU v5 lite": 197e12, "TPU v5e": 197e12, "TPU v4": 275e12}
+
+
+def office_texts(data_path: str | None) -> list[str]:
+  spec = importlib.util.spec_from_file_location("office_config", REPO / "configs" / "office.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("")
+  if data_path:
+    config.data.path = data_path
+  dataset, _, _ = train.load_data(config)
+  return train.item_texts(config, dataset)
+
+
+def peak_flops(override_tflops: float) -> float | None:
+  if override_tflops:
+    return override_tflops * 1e12
+  kind = jax.devices()[0].device_kind
+  return next((v for k, v in PEAK_FLOPS.items() if k.lower() in kind.lower()), None)
+
+
+def model_flops(module, params, plan) -> float:
+  """Forward FLOPs over the planned (padded) batches: 2 per weight per token (embedding
+  tables are gathers, not matmuls) + 4 * layers * length * attention width per token."""
+  cfg = module.config
+  dense = sum(int(np.prod(x.shape)) for path, x in jax.tree_util.tree_flatten_with_path(params)[0]
+              if len(x.shape) == 2 and "embedding" not in str(path[-1]))
+  width = cfg.num_attention_heads * cfg.head_dim
+  return float(sum(rows * blen * (2 * dense + 4 * cfg.num_hidden_layers * blen * width)
+                   for blen, rows, _ in plan))
+
+
+def torch_model(model_dir: pathlib.Path, module, params, dtype, device):
+  """transformers' own model with the same weights: the HF folder itself, or (GGUF) a
+  LlamaModel filled from the weights jaxrec dequantised, so both read identical numbers."""
+  if not gguf_checkpoint.is_gguf(model_dir):
+    model = transformers.AutoModel.from_pretrained(model_dir, dtype=dtype)
+  else:
+    cfg = module.config
+    if cfg.rope.type != "default" or cfg.position != "rope":
+      sys.exit(f"{model_dir}: only plain-RoPE GGUF models are mirrored in PyTorch here")
+    model = transformers.LlamaModel(transformers.LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads, num_key_value_heads=cfg.num_key_value_heads,
+        head_dim=cfg.head_dim, rms_norm_eps=cfg.rms_norm_eps, hidden_act=cfg.hidden_act,
+        max_position_embeddings=cfg.max_position_embeddings, attention_bias=cfg.qkv_bias,
+        mlp_bias=cfg.mlp_bias, rope_parameters={"rope_type": "default", "rope_theta": cfg.rope.theta}))
+    flat = {tuple(k.key for k in path): np.asarray(x, np.float32)
+            for path, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+    state = {src.key: torch.from_numpy(np.ascontiguousarray(flat[path].T if src.transpose else flat[path]))
+             for path, src in llama.key_map(cfg).items()}
+    model.load_state_dict(state, strict=True)
+  return model.to(device=device, dtype=dtype).eval()
+
+
+def torch_embed(model, token_ids, plan, device) -> np.ndarray:
+  out = None
+  with torch.inference_mode():
+    for blen, rows, idx in plan:
+      ids = np.zeros((rows, blen), np.int64)
+      mask = np.zeros((rows, blen), np.int64)
+      for r, i in enumerate(idx):
+        ids[r, :len(token_ids[i])] = token_ids[i]
+        mask[r, :len(token_ids[i])] = 1
+      ids_t, mask_t = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+      hidden = model(input_ids=ids_t, attention_mask=mask_t).last_hidden_state.float()
+      m = mask_t.unsqueeze(-1).float()
+      vec = ((hidden * m).sum(1) / m.sum(1).clamp(min=1.0)).cpu().numpy()
+      if out is None:
+        out = np.zeros((len(token_ids), vec.shape[1]), np.float32)
+      out[idx] = vec[:len(idx)]
+  return out
+
+
+def bench(name: str, texts: list[str], args) -> dict:
+  model_dir = embed.resolve_model_dir(name)
+  dtype = embed.resolve_dtype(args.dtype)
+  token_ids = embed.tokenize(model_dir, texts, args.max_tokens)
+  lengths = np.array([len(t) for t in token_ids])
+  plan = embed.plan_batches(lengths, args.token_budget, 1)
+  tokens = int(lengths.sum())
+  mesh = sharding.make_mesh(1)
+  jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
+  module, params, _ = checkpoint.load_hf_model(model_dir, jdtype, jdtype,
+                                               attention_impl=args.attention_impl)
+  params = sharding.put_replicated(params, mesh)
+  quiet = tqdm(disable=True)
+  run = lambda: embed.embed_texts(module, params, token_ids, pooling="mean",
+                                  token_budget=args.token_budget, mesh=mesh, bar=quiet)
+  start = time.perf_counter()
+  ours = run()
+  jax_first = time.perf_counter() - start
+  start = time.perf_counter()
+  ours = run()
+  jax_steady = time.perf_counter() - start
+
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  tdtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+  model = torch_model(model_dir, module, params, tdtype, device)
+  torch_embed(model, token_ids, plan[:1], device)     # warm-up (allocator, kernels)
+  start = time.perf_counter()
+  theirs = torch_embed(model, token_ids, plan, device)
+  torch_s = time.perf_counter() - start
+
+  flops, peak = model_flops(module, params, plan), peak_flops(args.peak_tflops)
+  mfu = lambda s: None if peak is None else round(flops / s / peak, 4)
+  cos = np.sum(ours * theirs, 1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+  return {"model": name, "items": len(texts), "real_tokens": tokens,
+          "padded_tokens": int(sum(b * r for b, r, _ in plan)),
+          "padding_fraction": round(embed.padding_fraction(lengths, plan), 4),
+          "batches": len(plan), "shapes": len({(b, r) for b, r, _ in plan}),
+          "dtype": dtype, "jaxrec_first_pass_s": round(jax_first, 2),
+          "jaxrec_s": round(jax_steady, 2), "torch_s": round(torch_s, 2),
+          "jaxrec_tokens_per_s": round(tokens / jax_steady, 1),
+          "jaxrec_first_pass_tokens_per_s": round(tokens / jax_first, 1),
+          "torch_tokens_per_s": round(tokens / torch_s, 1),
+          "ratio": round(torch_s / jax_steady, 2), "ratio_with_compile": round(torch_s / jax_first, 2),
+          "max_abs_diff": float(np.abs(ours - theirs).max()), "min_cosine": float(cos.min()),
+          "model_tflops": round(flops / 1e12, 3), "jaxrec_mfu": mfu(jax_steady), "torch_mfu": mfu(torch_s)}
+
+
+def markdown(rows: list[dict], env: dict, command: str) -> str:
+  fmt = lambda v: "n/a" if v is None else f"{v:.1%}"
+  lines = [
+      "# CEG throughput: jaxrec vs transformers PyTorch", "",
+      f"Command: `{command}`", "",
+      f"Device: {env['device']} ({env['backend']}), torch {env['torch']} on {env['torch_threads']} "
+      f"threads, jax {env['jax']}, {env['when']}. Same texts (Office item texts), same tokens, "
+      "same padded batches, mean pooling; tokens/s counts real tokens.", "",
+      "| model | items | real tokens | padding | batches / shapes | dtype | jaxrec tok/s | "
+      "jaxrec tok/s incl. compile | PyTorch tok/s | ratio (jaxrec / PyTorch) | ratio incl. compile | "
+      "max abs diff | jaxrec MFU | PyTorch MFU |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(
+        f"| {r['model']} | {r['items']} | {r['real_tokens']} | {r['padding_fraction']:.1%} | "
+        f"{r['batches']} / {r['shapes']} | {r['dtype']} | {r['jaxrec_tokens_per_s']:.0f} | "
+        f"{r['jaxrec_first_pass_tokens_per_s']:.0f} | {r['torch_tokens_per_s']:.0f} | "
+        f"{r['ratio']:.2f}x | {r['ratio_with_compile']:.2f}x | {r['max_abs_diff']:.2g} | "
+        f"{fmt(r['jaxrec_mfu'])} | {fmt(r['torch_mfu'])} |")
+  return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--models", default="minilm,smollm2")
+  p.add_argument("--items", type=int, default=0, help="0: the whole catalogue; else an even sample")
+  p.add_argument("--max_tokens", type=int, default=128)
+  p.add_argument("--token_budget", type=int, default=8192)
+  p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+  p.add_argument("--attention_impl", default="auto", choices=["auto", "xla", "cudnn"])
+  p.add_argument("--peak_tflops", type=float, default=0.0, help="peak FLOP/s of this device (CPU)")
+  p.add_argument("--data_path", default=None)
+  p.add_argument("--out", default="experiments/results/ceg_throughput")
+  args = p.parse_args()
+  texts = office_texts(args.data_path)
+  if args.items:
+    texts = [texts[i] for i in np.linspace(0, len(texts) - 1, args.items).astype(int)]
+  env = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+         "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+         "machine": platform.machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+  rows = []
+  for name in args.models.split(","):
+    rows.append(bench(name, texts, args))
+    print(json.dumps(rows[-1]), flush=True)
+  command = "python " + " ".join(["experiments/bench_ceg_throughput.py"] + sys.argv[1:])
+  out = pathlib.Path(args.out)
+  atomic_write_json(out.with_suffix(".json"), {"env": env, "command": command, "rows": rows})
+  out.with_suffix(".md").write_text(markdown(rows, env, command))
+  print(markdown(rows, env, command))
+
+
+if __name__ == "__main__":
+  main()
