@@ -18,9 +18,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from jaxrec import evaluate, sharding, train
+from jaxrec import config as config_lib, evaluate, sharding, train
 from jaxrec.checkpoints import RunCheckpoints
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_write_json
@@ -29,7 +28,7 @@ from jaxrec.model.towers import LearnTowers
 
 def capped_results(workdir: pathlib.Path) -> dict:
   config_json = json.loads((workdir / "config.json").read_text())
-  config = ml_collections.ConfigDict(config_json)
+  config = config_lib.from_json(config_json)
   mesh = sharding.make_mesh(config.mesh.num_devices)
   dataset, split, cold = train.load_data(config)
   per_epoch, _ = train.training_input(config, split)

@@ -56,7 +56,8 @@ def load(sweeps: pathlib.Path, name: str) -> dict | None:
   if (d / "sweep.json").exists():
     s = json.loads((d / "sweep.json").read_text())
     best = d / s["best"] / "results.json"
-    return {"test": {k: (s["summary"][k]["mean"], s["summary"][k]["std"]) for k in METRICS},
+    one = len(s["seed_results"]) == 1      # one seed: no spread to report
+    return {"test": {k: (s["summary"][k]["mean"], None if one else s["summary"][k]["std"]) for k in METRICS},
             "n": len(s["seed_results"]), "results": json.loads(best.read_text()),
             "source": str(d / "sweep.json"), "best": s["best_overrides"]}
   if (d / "results.json").exists():

@@ -296,6 +296,23 @@ def flat_fields(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, obj
   return out
 
 
+def from_json(stored: dict) -> ml_collections.ConfigDict:
+  """A stored run's ConfigDict (its config.json): base_config() with the stored values, so
+  fields added to jaxrec since keep their defaults (config.changed_fields treats them alike)."""
+  config = base_config()
+  def merge(c, d, where=""):
+    for key, value in d.items():
+      if key not in c:
+        raise JaxrecError(f"config.json field {where}{key} is unknown to this jaxrec; "
+                          "use the jaxrec version that trained the run")
+      if isinstance(c[key], ml_collections.ConfigDict):
+        merge(c[key], value, f"{where}{key}.")
+      else:
+        c[key] = tuple(value) if isinstance(c[key], tuple) else value
+  merge(config, stored)
+  return config
+
+
 def _flat_json(d: dict, prefix: str = "") -> dict[str, object]:
   out = {}
   for k, v in d.items():

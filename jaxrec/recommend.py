@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxrec import evaluate, sharding, train
+from jaxrec import config as config_lib, evaluate, sharding, train
 from jaxrec.checkpoints import RunCheckpoints
 from jaxrec.data import batching
 from jaxrec.data.dataset import RecDataset
@@ -43,7 +43,7 @@ class Recommender:
       raise JaxrecError(f"{workdir}: no config.json and checkpoints/ (train with "
                         "config.train.checkpoint=True first)")
     config_json = json.loads((workdir / "config.json").read_text())
-    config = ml_collections.ConfigDict(config_json)
+    config = config_lib.from_json(config_json)
     mesh = sharding.make_mesh(1)
     dataset, split, _ = train.load_data(config)
     table = train.content_table(config, dataset, mesh)         # the run's cached embeddings

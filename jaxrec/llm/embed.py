@@ -320,12 +320,13 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
               "chunk_size": chunk_items}
   manifest = lambda hidden: {**identity, "shape": [n, int(hidden)]}
   mine = store_lib.assigned_chunks(store_lib.num_chunks(n, chunk_items), process_index, process_count)
+  load_options = dict(fsdp=fsdp, attention=attention, attention_impl=attention_impl)
   if process_count > 1 and barrier is not None:
     if process_index == 0:
       _discard_other_store(folder, identity)
     barrier("ceg store checked")
     st = _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_dir, dtype,
-                     store_dtype, pooling, token_budget, max_tokens, mesh, label,
+                     store_dtype, pooling, token_budget, max_tokens, mesh, label, load_options,
                      writes_manifest=process_index == 0)
     barrier("ceg store filled")
     st = store_lib.load_store(folder)
@@ -336,7 +337,7 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
     return st
 
   return _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_dir, dtype,
-                     store_dtype, pooling, token_budget, max_tokens, mesh, label)
+                     store_dtype, pooling, token_budget, max_tokens, mesh, label, load_options)
 
 
 def _discard_other_store(folder: pathlib.Path, identity: dict) -> None:
@@ -352,7 +353,7 @@ def _discard_other_store(folder: pathlib.Path, identity: dict) -> None:
 
 
 def _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_dir, dtype,
-                store_dtype, pooling, token_budget, max_tokens, mesh, label,
+                store_dtype, pooling, token_budget, max_tokens, mesh, label, load_options: dict,
                 writes_manifest: bool | None = None) -> store_lib.Store | None:
   """Computes the chunks of `mine` that are not done; None if it had none to compute and
   no store exists yet. `writes_manifest`: None = one process (opens the store as usual)."""
@@ -388,8 +389,7 @@ def _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_d
   from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415 (keeps jaxrec import light)
   jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
   module, params, _ = load_hf_model(model_dir, dtype=jdtype, param_dtype=jdtype, mesh=mesh,
-                                    fsdp=fsdp, attention=attention,
-                                    attention_impl=attention_impl)   # placed once, not per chunk
+                                    **load_options)   # placed once, not per chunk
   rows = lambda c: (lambda start, stop: stop - start)(*store_lib.chunk_range(c, n, chunk_items))
   my_items, todo_items = sum(rows(c) for c in mine), sum(rows(c) for c in todo)
   if todo != mine:

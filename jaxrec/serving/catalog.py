@@ -27,11 +27,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import traverse_util
 
-from jaxrec.config import base_config
+from jaxrec.config import from_json as config_from_json  # noqa: F401 (catalog.config_from_json)
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_write_json
 from jaxrec.model.item_input import pca_basis
@@ -40,22 +39,6 @@ from jaxrec.model.towers import LearnTowers
 log = logging.getLogger(__name__)
 
 CONFIG, PARAMS, BASE, QUERIES = "config.json", "params.npz", "base.npz", "queries.npy"
-
-
-def config_from_json(stored: dict) -> ml_collections.ConfigDict:
-  """The run's ConfigDict: base_config() with the stored values (fields added since keep their defaults)."""
-  config = base_config()
-  def merge(c, d, where=""):
-    for key, value in d.items():
-      if key not in c:
-        raise JaxrecError(f"config.json field {where}{key} is unknown to this jaxrec; "
-                          "serve it with the jaxrec version that trained it")
-      if isinstance(c[key], ml_collections.ConfigDict):
-        merge(c[key], value, f"{where}{key}.")
-      else:
-        c[key] = tuple(value) if isinstance(c[key], tuple) else value
-  merge(config, stored)
-  return config
 
 
 def save_params(path: pathlib.Path, params: Any) -> None:
