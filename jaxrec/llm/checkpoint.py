@@ -208,7 +208,7 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
   stats = LoadStats() if stats is None else stats
   for file, group in _by_file(wanted, files):
     # framework="flax" because numpy has no bfloat16; sharded blocks stay on the host CPU.
-    on_host = jax.default_device(jax.devices("cpu")[0]) if mesh else contextlib.nullcontext()
+    on_host = jax.default_device(jax.local_devices(backend="cpu")[0]) if mesh else contextlib.nullcontext()
     with safe_open(file, framework="flax") as f, on_host:
       for path, key in group.items():
         tensor = f.get_slice(key)

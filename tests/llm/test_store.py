@@ -346,10 +346,6 @@ print("store", st.path, st.num_chunks, flush=True)
 """ % CHUNK
 
 
-@pytest.mark.xfail(run=False, reason=(
-    "known regression, issue 7: passed on branch multihost; since merging the (data, model) "
-    "mesh loading of branch cegshard, process 0 writes chunks 0, 2, 4 and then waits at the "
-    "'ceg store filled' barrier until the 300 s timeout. Not run until fixed."))
 def test_two_processes_fill_one_store_equal_to_one_process(tiny_model, reference, tmp_path):
   """Issue 7 item 6: 2 processes (jax.distributed on localhost, 1 device each) each embed
   and write their share of the chunks; the result is the 1-process store, byte for byte."""
