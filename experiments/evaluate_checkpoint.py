@@ -16,12 +16,9 @@ import json
 import pathlib
 import time
 
-import jax
 import jax.numpy as jnp
 
 from jaxrec import config as config_lib, evaluate, sharding, train
-from jaxrec.checkpoints import RunCheckpoints
-from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_write_json
 from jaxrec.model.towers import LearnTowers
 
@@ -35,24 +32,11 @@ def capped_results(workdir: pathlib.Path) -> dict:
   table = train.content_table(config, dataset, mesh)
   content = None if table is None else sharding.put_replicated(jnp.asarray(table), mesh)
   model = LearnTowers(train.tower_config(config, dataset.num_items))
-  tx = train.make_optimizer(config.train, per_epoch * config.train.num_epochs)
-  params = train.init_params(model, config, content)
-  state = sharding.put_replicated(train.TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params)), mesh)
-  ckpt = RunCheckpoints(workdir / "checkpoints")
-  try:
-    restored = ckpt.restore({"state": state, "best_params": state.params}, config_json)
-  finally:
-    ckpt.close()
-  if restored is None:
-    raise JaxrecError(f"{workdir / 'checkpoints'} holds no checkpoint")
-  tree, record = restored
+  towers, record, last_step = train.restore_best(workdir, config, config_json, model, content, mesh)
   best = record["best"]
-  if best["valid"] is None:
-    raise JaxrecError(f"{workdir}: the run stopped before its first validation")
-  ranks = evaluate.rank(model, tree["best_params"]["towers"], content, split.test.histories,
+  ranks = evaluate.rank(model, towers, content, split.test.histories,
                         split.test.targets, max_history=config.data.max_history, mesh=mesh,
                         user_chunk=config.eval.user_chunk)
-  last_step = int(jax.device_get(tree["state"].step))
   return {
       "capped": True, "valid": best["valid"],
       **train.test_report(config, dataset, split, cold, ranks, mesh),

@@ -110,7 +110,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 128            # Global batch (users per step), split over devices.
   c.train.num_epochs = 20             # Passes over the training users.
   c.train.learning_rate = 1e-3        # Peak learning rate (paper: 5e-5 at 12 layers).
-  c.train.warmup_frac = 0.1           # Linear warm-up fraction, then cosine decay to 0.
+  c.train.warmup_frac = 0.1           # Linear warm-up fraction, then cosine decay to 0 or constant.
+  c.train.warmup_epochs = 0.0         # > 0: warm up over this many epochs instead (independent of
+                                      # num_epochs, so a generous epoch budget does not lengthen it).
   c.train.weight_decay = 0.0          # AdamW decay on matrices and embeddings.
   c.train.grad_clip = 1.0             # Global gradient norm clip (0 = off).
   c.train.schedule = "cosine"         # Learning rate after warm-up: cosine (to 0 at the end) | constant.
@@ -256,6 +258,7 @@ RULES: dict[str, tuple] = {
     "train.num_epochs": _int(1),
     "train.learning_rate": _real(0.0, lo_open=True),
     "train.warmup_frac": _real(0.0, 1.0),
+    "train.warmup_epochs": _real(0.0),
     "train.weight_decay": _real(0.0),
     "train.grad_clip": _real(0.0),        # 0 = off
     "train.eval_every": _int(1),

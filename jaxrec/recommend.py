@@ -18,7 +18,6 @@ import ml_collections
 import numpy as np
 
 from jaxrec import config as config_lib, evaluate, sharding, train
-from jaxrec.checkpoints import RunCheckpoints
 from jaxrec.data import batching
 from jaxrec.data.dataset import RecDataset
 from jaxrec.errors import JaxrecError
@@ -49,18 +48,7 @@ class Recommender:
     table = train.content_table(config, dataset, mesh)         # the run's cached embeddings
     content = None if table is None else jnp.asarray(table)
     model = LearnTowers(train.tower_config(config, dataset.num_items))
-    params = train.init_params(model, config, content)
-    tx = train.make_optimizer(config.train, total_steps=1)      # the state's structure only
-    like = {"state": train.TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params)),
-            "best_params": params}
-    ckpt = RunCheckpoints(workdir / "checkpoints")
-    try:
-      restored = ckpt.restore(sharding.put_replicated(like, mesh), config_json)
-    finally:
-      ckpt.close()
-    if restored is None:
-      raise JaxrecError(f"{workdir}/checkpoints holds no checkpoint")
-    towers = restored[0]["best_params"]["towers"]
+    towers, _, _ = train.restore_best(workdir, config, config_json, model, content, mesh)
     items = evaluate.item_embeddings(model, towers, content, dataset.num_items, mesh)
     return cls(config, dataset, split, model, towers, content, items, mesh)
 

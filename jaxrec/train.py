@@ -79,9 +79,17 @@ def prepare_content(table: np.ndarray, normalize: str) -> np.ndarray:
   return np.concatenate([np.zeros((1, table.shape[1]), np.float32), table])
 
 
-def lr_schedule(tc: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+def warmup_steps(tc: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int) -> int:
+  """`warmup_epochs` epochs when set, else `warmup_frac` of the run; at least 1 step, at most the run."""
+  if tc.get("warmup_epochs", 0.0) > 0:
+    return max(1, min(total_steps, round(tc.warmup_epochs * steps_per_epoch)))
+  return max(1, int(tc.warmup_frac * total_steps))
+
+
+def lr_schedule(tc: ml_collections.ConfigDict, total_steps: int,
+                steps_per_epoch: int | None = None) -> optax.Schedule:
   """Linear warm-up, then cosine decay to 0 or constant; step -> learning rate."""
-  warmup = max(1, int(tc.warmup_frac * total_steps))
+  warmup = warmup_steps(tc, total_steps, steps_per_epoch or max(1, total_steps // tc.num_epochs))
   if tc.schedule == "cosine":
     return optax.warmup_cosine_decay_schedule(
         0.0, tc.learning_rate, warmup_steps=warmup, decay_steps=max(total_steps, 2), end_value=0.0)
@@ -90,9 +98,10 @@ def lr_schedule(tc: ml_collections.ConfigDict, total_steps: int) -> optax.Schedu
       [warmup])
 
 
-def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int,
+                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
   """AdamW on `lr_schedule`; no decay on biases, norms, temperature."""
-  schedule = lr_schedule(tc, total_steps)
+  schedule = lr_schedule(tc, total_steps, steps_per_epoch)
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   adam = optax.adamw(schedule, weight_decay=tc.weight_decay, mask=decay_mask)
   return optax.chain(optax.clip_by_global_norm(tc.grad_clip), adam) if tc.grad_clip > 0 else adam
@@ -128,6 +137,31 @@ def train_step(state: TrainState, batch, content, *, loss_fn, tx, seed: int,
 def _ckpt_tree(state: TrainState, best: dict) -> dict:
   """What a checkpoint holds; before the first validation, best_params is a placeholder."""
   return {"state": state, "best_params": state.params if best["params"] is None else best["params"]}
+
+
+def restore_best(workdir: str | os.PathLike, config: ml_collections.ConfigDict, config_json: dict,
+                 model: LearnTowers, content, mesh=None) -> tuple[Any, dict, int]:
+  """(best-validation tower parameters, checkpoint record, last trained step) of a run's
+  verified Orbax checkpoint: what serving, `recommend` and capped evaluation read back.
+  The optimizer state is restored only for the checkpoint's structure."""
+  workdir = pathlib.Path(workdir)
+  if not (workdir / "checkpoints").is_dir():
+    raise JaxrecError(f"{workdir} has no checkpoints/ (train with config.train.checkpoint=True)")
+  params = init_params(model, config, content)
+  tx = make_optimizer(config.train, total_steps=1)
+  like = {"state": TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params)), "best_params": params}
+  ckpt = RunCheckpoints(workdir / "checkpoints")
+  try:
+    restored = ckpt.restore(like if mesh is None else sharding.put_replicated(like, mesh), config_json)
+  finally:
+    ckpt.close()
+  if restored is None:
+    raise JaxrecError(f"{workdir}/checkpoints holds no finished checkpoint")
+  tree, record = restored
+  if record["best"]["valid"] is None:
+    raise JaxrecError(f"{workdir}: the run stopped before its first validation, so it has no "
+                      "best parameters yet")
+  return tree["best_params"]["towers"], record, int(jax.device_get(tree["state"].step))
 
 
 def _record(config_json: dict, best: dict) -> dict:
@@ -279,7 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   _banner("train")
   model = LearnTowers(tower_config(config, dataset.num_items))
-  tx = make_optimizer(config.train, total_steps)
+  tx = make_optimizer(config.train, total_steps, per_epoch)
   params = init_params(model, config, content)
   state = sharding.put_replicated(TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params)), mesh)
   best = {"params": None, "step": 0, "valid": None, "history": []}
@@ -304,7 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   negative_items = np.setdiff1d(np.arange(dataset.num_items), cold) if len(cold) else None
   step_fn = jax.jit(
       functools.partial(train_step, loss_fn=objectives.make_loss_fn(config, model, log_q, negative_items),
-                        tx=tx, seed=config.seed, schedule=lr_schedule(config.train, total_steps)),
+                        tx=tx, seed=config.seed, schedule=lr_schedule(config.train, total_steps, per_epoch)),
       in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh), sharding.replicated(mesh)),
       out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
       donate_argnums=0)

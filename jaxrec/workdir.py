@@ -82,6 +82,16 @@ def config_diff(old: dict, new: dict, limit: int = 3) -> str:
   return ", ".join(diffs[:limit]) + more
 
 
+def resume_flags(old: dict, new: dict) -> str:
+  """'--config.ceg.dtype=float32 ...': the flags that give the stored run's values back, so
+  a run made before a default changed resumes as it was; '' if some change has no flag."""
+  a = flat_fields(ml_collections.ConfigDict(old))
+  changed = changed_fields(old, new)
+  if not changed or any(k not in a or isinstance(a[k], (dict, list, tuple)) for k in changed):
+    return ""
+  return " ".join(f"--config.{k}={a[k]}" for k in changed)
+
+
 def stored_config(workdir: pathlib.Path) -> tuple[dict | None, pathlib.Path | None]:
   """The config of the run the workdir holds (config.json, else results.json), if any."""
   for name in ("config.json", "results.json"):
@@ -146,8 +156,10 @@ def check(workdir: str | os.PathLike, config: ml_collections.ConfigDict, config_
   if workdir.is_dir() and not overwrite:
     stored, source = stored_config(workdir)
     if stored is not None and changed_fields(stored, config_json):
+      flags = resume_flags(stored, config_json)
+      again = f"; to resume it as it was, pass {flags}" if flags else ""
       raise JaxrecError(f"workdir {workdir} holds a run of a different config ({source.name}: "
-                        f"{config_diff(stored, config_json)}); {REPLACE_HINT}")
+                        f"{config_diff(stored, config_json)}); {REPLACE_HINT}{again}")
     if (workdir / "results.json").exists():
       _read_json(workdir / "results.json")
     if config.train.checkpoint:

@@ -85,6 +85,7 @@ BAD = {
     "train.num_epochs": [0, 2.5],
     "train.learning_rate": [0.0, -1e-3, float("nan")],
     "train.warmup_frac": [-0.1, 1.5],
+    "train.warmup_epochs": [-1.0, "2"],
     "train.weight_decay": [-1.0],
     "train.grad_clip": [-1.0, float("inf")],
     "train.eval_every": [0],

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrec import objectives, sharding, train
+from jaxrec import evaluate, objectives, sharding, train
 from jaxrec.config import base_config
 from jaxrec.data import batching
 from jaxrec.errors import JaxrecError
@@ -108,8 +108,10 @@ def test_resumed_run_equals_uninterrupted(tmp_path):
 def test_resume_refuses_a_different_config(tmp_path):
   config = tiny_config(train={"num_epochs": 2})
   train.train_and_evaluate(config, tmp_path, stop_after_steps=5)
-  with pytest.raises(JaxrecError, match="different config"):
+  with pytest.raises(JaxrecError, match="different config") as err:
     train.train_and_evaluate(tiny_config(train={"num_epochs": 2, "learning_rate": 1e-4}), tmp_path)
+  # The message names the flag that resumes it as it was (e.g. after a default changed).
+  assert "to resume it as it was, pass --config.train.learning_rate=0.005" in str(err.value)
 
 
 def test_nan_loss_is_a_clear_error(tmp_path):
@@ -220,3 +222,39 @@ def test_partial_validation_periodically_full_validation_at_the_end(tmp_path):
   assert periodic != full["valid_history"][-1]
   for k in (10, 50, 200):  # a mean over 20 users
     assert periodic[f"HR@{k}"] * 20 == pytest.approx(round(periodic[f"HR@{k}"] * 20))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warmup_epochs_is_independent_of_the_epoch_budget(schedule):
+  """warmup_epochs=2 reaches the peak at step 2 * steps_per_epoch whatever num_epochs is;
+  warmup_frac (the default) scales with num_epochs."""
+  per_epoch = 10
+  for num_epochs in (20, 200):
+    tc = tiny_config(train=dict(schedule=schedule, num_epochs=num_epochs, learning_rate=1e-3,
+                                warmup_epochs=2.0)).train
+    lr = train.lr_schedule(tc, per_epoch * num_epochs, per_epoch)
+    assert float(lr(10)) == pytest.approx(5e-4)
+    assert float(lr(20)) == pytest.approx(1e-3, rel=1e-2)
+    tc.warmup_epochs = 0.0
+    lr = train.lr_schedule(tc, per_epoch * num_epochs, per_epoch)
+    assert float(lr(per_epoch * num_epochs // 20)) == pytest.approx(5e-4, rel=1e-2)
+
+
+def test_restore_best_reads_back_the_validation_best_parameters(tmp_path):
+  config = tiny_config(train={"num_epochs": 2})
+  train.train_and_evaluate(config, tmp_path / "early", stop_after_steps=5)    # before validating
+  config_json = json.loads((tmp_path / "early" / "config.json").read_text())
+  dataset, _, _ = train.load_data(config)
+  model = LearnTowers(train.tower_config(config, dataset.num_items))
+  with pytest.raises(JaxrecError, match="before its first validation"):
+    train.restore_best(tmp_path / "early", config, config_json, model, None)
+  with pytest.raises(JaxrecError, match="no checkpoints/"):
+    train.restore_best(tmp_path / "none", config, config_json, model, None)
+  results = train.train_and_evaluate(config, tmp_path / "done")
+  towers, record, last = train.restore_best(tmp_path / "done", config, config_json, model, None)
+  assert record["best"]["step"] == results["best_step"] and last == results["total_steps"]
+  mesh = sharding.make_mesh(1)
+  _, split, _ = train.load_data(config)
+  ranks = evaluate.rank(model, towers, None, split.valid.histories, split.valid.targets,
+                        max_history=config.data.max_history, mesh=mesh)
+  assert float(np.mean(ranks < 10)) == pytest.approx(results["valid"]["HR@10"])

@@ -75,24 +75,8 @@ def restore_best_params(workdir: pathlib.Path, config, config_json: dict, model:
                         content) -> Any:
   """The best-validation tower parameters of the run's Orbax checkpoint (verified)."""
   from jaxrec import train  # noqa: PLC0415 (training machinery only at build time)
-  from jaxrec.checkpoints import RunCheckpoints  # noqa: PLC0415
-  if not (workdir / "checkpoints").is_dir():
-    raise JaxrecError(f"{workdir} has no checkpoints/ (train with config.train.checkpoint=True)")
-  tx = train.make_optimizer(config.train, 100)
-  params = train.init_params(model, config, content)
-  like = {"state": train.TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params)),
-          "best_params": params}
-  ckpt = RunCheckpoints(workdir / "checkpoints")
-  try:
-    restored = ckpt.restore(like, config_json)
-  finally:
-    ckpt.close()
-  if restored is None:
-    raise JaxrecError(f"{workdir}/checkpoints holds no finished checkpoint")
-  tree, record = restored
-  if record["best"]["valid"] is None:
-    raise JaxrecError(f"{workdir}: the run was never validated, so it has no best parameters yet")
-  return jax.device_get(tree["best_params"]["towers"]), int(record["best"]["step"])
+  towers, record, _ = train.restore_best(workdir, config, config_json, model, content)
+  return jax.device_get(towers), int(record["best"]["step"])
 
 
 def item_inputs(model: LearnTowers, params, content, tokens: np.ndarray) -> np.ndarray:
