@@ -22,8 +22,18 @@ RECBOLE = {
                ("RecBole SASRec, converged", (0.1068, 0.2787, 0.5315, 0.0623, 0.0991, 0.1373))],
     "beauty": [("RecBole SASRec, 8 epochs (near converged)", (0.0835, 0.1745, 0.2918, 0.0499, 0.0696, 0.0873))],
     "ml_100k": [("RecBole SASRec, 6 epochs", (0.2025, 0.4931, 0.7932, 0.1038, 0.1667, 0.2120))],
-    "ml_latest_small": [],
+    "ml_latest_small": [],   # filled from RECBOLE_RUNS below when its run is kept
 }
+# RecBole rows jaxrec produced itself (experiments/recbole_peer/, the shared run_recbole.py unchanged):
+# (dataset, label, kept result JSON).
+RECBOLE_RUNS = [("ml_latest_small", "RecBole SASRec (dropout 0.2, up to 40 epochs, patience 10)",
+                 "experiments/results/recbole/SASRec_mlls.json")]
+# Validation-only studies: (title, [(label, sweep or run name, overrides to pick)]).
+STUDIES = [
+    ("Warm-up in epochs (`train.warmup_epochs=1`) against the default warm-up (10% of 200 epochs = 20), seed 0",
+     [("{ds} SASRec-equivalent", "{ds}-sasrec", "warmup-{ds}-sasrec"),
+      ("{ds} LEARN default", "{ds}-learn", "warmup-{ds}-learn")], ("office", "ml_100k")),
+]
 
 # (label, sweep or workdir name under --sweeps). Sweeps report mean +- std over their seeds.
 ROWS = [
@@ -72,6 +82,28 @@ def load(sweeps: pathlib.Path, name: str) -> dict | None:
   return None
 
 
+def recbole_rows(ds: str) -> list[tuple[str, tuple[float, ...]]]:
+  rows = list(RECBOLE[ds])
+  for name, label, path in RECBOLE_RUNS:
+    f = pathlib.Path(path)
+    if name == ds and f.exists():
+      r = json.loads(f.read_text())
+      t = r["test_masked"]
+      rows.append((f"{label}; ran {r['epochs_run']}, best epoch {r['best_epoch_0based'] + 1}",
+                   tuple(t[k.lower()] for k in METRICS)))
+  return rows
+
+
+def seed0_valid(sweeps: pathlib.Path, name: str) -> tuple[float, float] | None:
+  """(validation NDCG@10, best epoch) of a run's seed-0 trial (the sweep's best trial)."""
+  d = sweeps / RENAMED.get(name, name)
+  if not (d / "sweep.json").exists():
+    return None
+  s = json.loads((d / "sweep.json").read_text())
+  r = json.loads((d / s["best"] / "results.json").read_text())
+  return r["valid"]["NDCG@10"], r.get("best_epoch", float("nan"))
+
+
 def fmt(mean: float, std: float | None) -> str:
   return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
@@ -107,7 +139,7 @@ def main() -> None:
     lines += [f"## {title}", "", header, "|---|---|" + "---|" * len(METRICS)]
     if pop:
       lines.append("| popularity (same split) | - | " + " | ".join(f"{pop[k]:.4f}" for k in METRICS) + " |")
-    for label, vals in RECBOLE[ds]:
+    for label, vals in recbole_rows(ds):
       lines.append(f"| {label} | 1 | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
     lines += rows + [""]
   lines += ["Rows marked unfinished come from `experiments/evaluate_checkpoint.py`: the run was "
@@ -151,6 +183,16 @@ def main() -> None:
               "Stopped for lack of time in the session that ran them; each resumes from its "
               "checkpoint when its queue command is run again.", "",
               "| run | epoch: valid NDCG@10 |", "|---|---|"] + unfinished
+  for title, pairs, datasets in STUDIES:
+    lines += ["", f"## {title}", "", "Validation NDCG@10 only (no test number chose anything); "
+              "best epoch = the validation-best epoch.", "",
+              "| run | default: valid NDCG@10 (best epoch) | warm-up 1 epoch: valid NDCG@10 (best epoch) |",
+              "|---|---|---|"]
+    for ds in datasets:
+      for label, base, study in pairs:
+        a, b = seed0_valid(sweeps, base.format(ds=ds)), seed0_valid(sweeps, study.format(ds=ds))
+        cell = lambda v: "not run" if v is None else f"{v[0]:.4f} ({v[1]:.0f})"
+        lines.append(f"| {label.format(ds=ds)} | {cell(a)} | {cell(b)} |")
   lines += ["", "## How the default recipe was chosen (Office, validation NDCG@10 only)", "",
             "Stage 1 (`sweeps/office-learn`): a seeded random search of 8 points over adapters, "
             "dropouts and ID initialisation around content + ID fusion; stage 2 "

@@ -105,6 +105,21 @@ def stored_config(workdir: pathlib.Path) -> tuple[dict | None, pathlib.Path | No
   return None, None
 
 
+def missing_data(config: ml_collections.ConfigDict) -> str | None:
+  """What is missing of the dataset's input files (checked before anything slow), or None."""
+  d = config.data
+  if d.kind == "synthetic_demo" or not d.path:
+    return None
+  if d.kind == "amazon_books":
+    from jaxrec.data import amazon_books  # noqa: PLC0415
+    try:
+      amazon_books.find_files(d.path)
+    except JaxrecError as e:
+      return str(e)
+    return None
+  return None if pathlib.Path(d.path).is_dir() else f"data folder not found: {d.path} (config.data.path)"
+
+
 def needs_content(config: ml_collections.ConfigDict) -> bool:
   """Whether the run computes CEG embeddings: train.content_table's condition (any input
   but IDs; model.id_init='pca', on the main branch, initialises IDs from the content)."""
@@ -147,10 +162,17 @@ def check(workdir: str | os.PathLike, config: ml_collections.ConfigDict, config_
   """Every check on the workdir and the cache that can be made before any work."""
   workdir = pathlib.Path(workdir)
   check_folder(workdir, "workdir")
+  problems = [missing_data(config)] if missing_data(config) else []
   if needs_content(config):
     from jaxrec.llm import embed  # noqa: PLC0415
-    embed.check_max_tokens(embed.resolve_model_dir(config.ceg.model), config.ceg.max_tokens,
-                           config.ceg.model)
+    try:
+      embed.check_max_tokens(embed.resolve_model_dir(config.ceg.model), config.ceg.max_tokens,
+                             config.ceg.model)
+    except JaxrecError as e:
+      problems.append(str(e))
+  if problems:            # data first: a user without either learns about both at once
+    raise JaxrecError(" Also: ".join(problems))
+  if needs_content(config):
     check_folder(cache_folder(config), "embedding cache folder",
                  "set $JAXREC_CACHE or config.ceg.cache_dir to a writable folder")
   if workdir.is_dir() and not overwrite:

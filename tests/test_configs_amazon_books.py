@@ -30,6 +30,17 @@ def test_offline_without_files_one_message_with_exact_paths(tmp_path):
   assert "Traceback" not in proc.stderr and not workdir.exists()
 
 
+def test_offline_without_files_or_the_llm_names_both_data_first(tmp_path):
+  """The default config's LLM folder (absent here) is named after the data files, in the same
+  message, so a new user is not sent to fetch 14 GB of weights before learning the data is missing."""
+  model = tmp_path / "no-llm"
+  proc, workdir = run_main(tmp_path, "", f"--config.data.path={tmp_path / 'books'}", f"--config.ceg.model={model}")
+  assert proc.returncode == 2, proc.stderr
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.index(amazon_books.RATINGS_FILE) < last.index(str(model)), last
+  assert "Also: content model folder not found" in last and not workdir.exists()
+
+
 def test_small_variant_end_to_end(tmp_path):
   data = books_synthetic.write_sample(tmp_path / "books", num_ratings=2500, num_users=150, num_items=60)
   proc, workdir = run_main(tmp_path, ":small", f"--config.data.path={data}", "--config.train.num_epochs=1",
