@@ -9,7 +9,6 @@ truncated checkpoint fails loudly here rather than as garbage embeddings.
 """
 
 from collections.abc import Callable, Iterator, Mapping
-import contextlib
 import dataclasses
 import json
 import os
@@ -206,10 +205,13 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
   params = {}
   head_dim = getattr(getattr(module, "config", None), "head_dim", None)
   stats = LoadStats() if stats is None else stats
+  # Sharded loads read numpy blocks (bfloat16 is ml_dtypes', registered by importing jax): a
+  # jax array per block (framework="flax") was one more host copy, and at 7B scale the process
+  # kept ~0.5 GB beyond its parameters (experiments/results/llm_load.md). Unsharded loads build
+  # each tensor on the default device.
+  framework = "numpy" if mesh is not None else "flax"
   for file, group in _by_file(wanted, files):
-    # framework="flax" because numpy has no bfloat16; sharded blocks stay on the host CPU.
-    on_host = jax.default_device(jax.local_devices(backend="cpu")[0]) if mesh else contextlib.nullcontext()
-    with safe_open(file, framework="flax") as f, on_host:
+    with safe_open(file, framework=framework) as f:
       for path, key in group.items():
         tensor = f.get_slice(key)
         block = block_reader(key, tuple(tensor.get_shape()), key_map[path],
@@ -218,7 +220,7 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
           params[path] = jnp.asarray(block(None)).astype(param_dtype)
           continue
         def read(index, block=block):
-          value = np.asarray(block(index)).astype(param_dtype)
+          value = np.asarray(block(index)).astype(param_dtype, copy=False)
           stats.record(value.nbytes)
           return value
         sharding = partitioning.sharding_for(path, expected[path].shape, mesh, fsdp, head_dim)

@@ -106,3 +106,28 @@ def test_bert_store_on_2x4_equals_one_device(tmp_path):
   eight = embed.build_store(TEXTS, mesh=sharding.make_mesh(8), cache_dir=tmp_path / "eight",
                             mesh_model=4, fsdp=True, **kw)
   np.testing.assert_allclose(eight.read_table(), one.read_table(), atol=1e-5, rtol=1e-5)
+
+
+def test_sharded_bf16_load_reads_numpy_blocks_and_keeps_bf16(tiny_llama, tmp_path, monkeypatch):
+  """Each device's block is read as a numpy array: a jax array per block (safetensors'
+  framework="flax") cost a 7B-shaped load ~0.5 GB of host memory per process beyond its
+  parameters (experiments/results/llm_load.md). bf16 stays bf16, bit for bit."""
+  from safetensors import safe_open  # noqa: PLC0415
+  folder = tmp_path / "bf16"
+  transformers.AutoModel.from_pretrained(tiny_llama, dtype=torch.bfloat16).save_pretrained(folder)
+  frameworks = []
+
+  def recording_open(path, framework, **kw):
+    frameworks.append(framework)
+    return safe_open(path, framework=framework, **kw)
+  monkeypatch.setattr(checkpoint, "safe_open", recording_open)
+  bf16 = jax.numpy.bfloat16
+  _, params, _ = checkpoint.load_hf_model(folder, dtype=bf16, param_dtype=bf16, mesh=_mesh(), fsdp=True)
+  assert frameworks and set(frameworks) == {"numpy"}
+  with safe_open(folder / "model.safetensors", framework="numpy") as f:
+    table = f.get_tensor("embed_tokens.weight")
+    up = f.get_tensor("layers.1.mlp.up_proj.weight")
+  for got, want in ((params["embed_tokens"]["embedding"], table),
+                    (params["layers_1"]["mlp"]["up_proj"]["kernel"], up.T)):
+    assert got.dtype == bf16 and len(got.addressable_shards) == 8
+    np.testing.assert_array_equal(np.asarray(got).view(np.uint16), want.view(np.uint16))
