@@ -206,9 +206,9 @@ def load_params(folder: str | os.PathLike, module: nn.Module, key_map: KeyMap,
   head_dim = getattr(getattr(module, "config", None), "head_dim", None)
   stats = LoadStats() if stats is None else stats
   # Sharded loads read numpy blocks (bfloat16 is ml_dtypes', registered by importing jax): a
-  # jax array per block (framework="flax") was one more host copy, and at 7B scale the process
-  # kept ~0.5 GB beyond its parameters (experiments/results/llm_load.md). Unsharded loads build
-  # each tensor on the default device.
+  # jax array per block (framework="flax") was one more host copy per block, which cost a
+  # 7B-shaped 2-process load 0.1-0.2 GB more per process (experiments/results/llm_load.md).
+  # Unsharded loads build each tensor on the default device.
   framework = "numpy" if mesh is not None else "flax"
   for file, group in _by_file(wanted, files):
     with safe_open(file, framework=framework) as f:

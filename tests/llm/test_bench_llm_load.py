@@ -1,5 +1,6 @@
 """experiments/bench_llm_load.py on a tiny Llama shape in this process, so the benchmark cannot rot."""
 
+import argparse
 import importlib.util
 import json
 import pathlib
@@ -37,7 +38,8 @@ def test_writes_a_sharded_checkpoint_and_loads_half_of_it_per_data_row(tmp_path)
   assert row["largest_read"] == 64 * 128 * 2 // 8           # an eighth of an MLP matrix
   assert row["blocks_checked"] == 4 * 8
   assert row["peak_anon_self_sampled"] > 0 and row["vm_hwm"] > 0
-  assert "| 1 | 0 | 8 |" in bench.table([{**row, "peak_anon": row["peak_anon_self_sampled"]}])
+  md = bench.report(argparse.Namespace(layers=2), written, [{**row, "peak_anon": row["peak_anon_self_sampled"]}])
+  assert "| 1 | 0 | 8 |" in md and "holds 1.0" in md
 
 
 def test_check_blocks_catches_a_wrong_block(tmp_path):

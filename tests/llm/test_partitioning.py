@@ -110,8 +110,8 @@ def test_bert_store_on_2x4_equals_one_device(tmp_path):
 
 def test_sharded_bf16_load_reads_numpy_blocks_and_keeps_bf16(tiny_llama, tmp_path, monkeypatch):
   """Each device's block is read as a numpy array: a jax array per block (safetensors'
-  framework="flax") cost a 7B-shaped load ~0.5 GB of host memory per process beyond its
-  parameters (experiments/results/llm_load.md). bf16 stays bf16, bit for bit."""
+  framework="flax") cost a 7B-shaped load 0.1-0.2 GB more host memory per process
+  (experiments/results/llm_load.md). bf16 stays bf16, bit for bit."""
   from safetensors import safe_open  # noqa: PLC0415
   folder = tmp_path / "bf16"
   transformers.AutoModel.from_pretrained(tiny_llama, dtype=torch.bfloat16).save_pretrained(folder)
