@@ -23,7 +23,6 @@ not). Every process checks a few of its blocks against the file.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import pathlib
