@@ -27,6 +27,8 @@ BAD = {
     "method": ["train", ""],
     "data.window_stride": [-1, 1.5],
     "data.pack": ["yes", 1],
+    "data.via_tfds": ["no", 0],
+    "data.input": ["tfds", ""],
     "data.cold_items": [1.0, -0.1],
     "data.protocol": ["time", "loo"],
     "data.cut_quantile": [0.0, 1.0, "0.9"],
