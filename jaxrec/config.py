@@ -381,6 +381,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.loss.objective != "dense_all_action" and c.model.item_tower == "diagonal":
     raise JaxrecError("config.model.item_tower='diagonal' (Variant 2) is a training mode of "
                       "dense_all_action; with next_item an item is always embedded alone (use causal)")
+  if c.data.input == "grain" and c.loss.objective == "dense_all_action":
+    raise JaxrecError("config.data.input='grain' streams next-item rows; loss.objective='dense_all_action' "
+                      "reads its batches in memory: set data.input='memory' or loss.objective='next_item'")
   if c.data.protocol == "time_split" and c.data.cold_items > 0:
     raise JaxrecError("config.data.cold_items (the cold-item protocol) is defined on leave-one-out; "
                       "set data.protocol='leave_one_out' or data.cold_items=0")

@@ -132,6 +132,13 @@ def test_time_split_rejects_the_cold_item_protocol():
     config_lib.validate(c)
 
 
+def test_grain_input_rejects_the_dense_all_action_objective():
+  c = _with("data.input", "grain")
+  c.loss.objective = "dense_all_action"
+  with pytest.raises(JaxrecError, match="data.input='grain'"):
+    config_lib.validate(c)
+
+
 def _with(path: str, value) -> ml_collections.ConfigDict:
   d = config_lib.base_config().to_dict()
   section, _, key = path.rpartition(".")
