@@ -84,3 +84,10 @@ def test_training_with_grain_input_learns_and_resumes_exactly(tmp_path):
   assert train.train_and_evaluate(config, tmp_path / "resumed", stop_after_steps=77) is None
   resumed = train.train_and_evaluate(config, tmp_path / "resumed")
   assert resumed["test"] == full["test"] and resumed["valid_history"] == full["valid_history"]
+
+
+def test_last_objective_supervises_each_users_final_target_once():
+  train = _train()
+  g = grain_input.GrainInput(train, max_history=8, batch_size=5, seed=1, objective="last", block_users=9)
+  got = sum((_targets(g.batch(k)) for k in range(g.steps_per_epoch)), collections.Counter())
+  assert got == collections.Counter(int(s[-1]) + 1 for s in train if len(s) >= 2)
