@@ -35,6 +35,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.window_stride = 0           # next_item: targets between consecutive windows of a long sequence
                                       # (0 = max_history // 2; smaller = more context per target, more compute).
   c.data.pack = True                  # next_item/last: pack several users' windows into one row (throughput).
+  c.data.via_tfds = True              # Read files through their TFDS dataset (array_record, prepared once,
+                                      # cached in $JAXREC_CACHE/tfds) with grain; False = the direct reader.
+  c.data.input = "memory"             # next_item/last training rows: memory (packed once, in memory) | grain
+                                      # (streamed per batch from the users, memory flat in the number of users).
   c.data.protocol = "leave_one_out"   # leave_one_out (HSTU: last item test, second-to-last valid) | time_split
                                       # (LEARN's industrial protocol; needs timestamps: MovieLens, Amazon Books).
   c.data.cut_quantile = 0.9           # time_split: the cut time is this quantile of all interaction times.
@@ -215,6 +219,8 @@ RULES: dict[str, tuple] = {
     "method": _choice("learn", "baseline_v1"),
     "data.window_stride": _int(0),
     "data.pack": _BOOL,
+    "data.via_tfds": _BOOL,
+    "data.input": _choice("memory", "grain"),
     "data.cold_items": _real(0.0, 1.0, hi_open=True),
     "data.protocol": _choice("leave_one_out", "time_split"),
     "data.cut_quantile": _real(0.0, 1.0, lo_open=True, hi_open=True),
@@ -375,6 +381,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.loss.objective != "dense_all_action" and c.model.item_tower == "diagonal":
     raise JaxrecError("config.model.item_tower='diagonal' (Variant 2) is a training mode of "
                       "dense_all_action; with next_item an item is always embedded alone (use causal)")
+  if c.data.input == "grain" and c.loss.objective == "dense_all_action":
+    raise JaxrecError("config.data.input='grain' streams next-item rows; loss.objective='dense_all_action' "
+                      "reads its batches in memory: set data.input='memory' or loss.objective='next_item'")
   if c.data.protocol == "time_split" and c.data.cold_items > 0:
     raise JaxrecError("config.data.cold_items (the cold-item protocol) is defined on leave-one-out; "
                       "set data.protocol='leave_one_out' or data.cold_items=0")

@@ -37,7 +37,7 @@ from jaxrec import preemption
 from jaxrec import sharding
 from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoints import RunCheckpoints
-from jaxrec.data import batching, packing, prompts, registry, splits, time_split
+from jaxrec.data import batching, grain_input, packing, prompts, registry, splits, time_split
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_write_json
 from jaxrec.llm import embed
@@ -181,7 +181,7 @@ def load_data(config: ml_collections.ConfigDict):
   d = config.data
   kwargs = {"num_users": d.demo_users, "num_items": d.demo_items, "seed": config.seed} \
       if d.kind == "synthetic_demo" else ({"name": d.name} if d.kind == "lcrec_json" and d.name else {})
-  dataset = registry.load_dataset(d.kind, d.path or None, **kwargs)
+  dataset = registry.load_dataset(d.kind, d.path or None, via_tfds=d.via_tfds, **kwargs)
   if d.protocol == "time_split":
     split = time_split.time_split(dataset.sequences, dataset.timestamps, cut_quantile=d.cut_quantile,
                                   valid_users=d.valid_users, test_users=d.test_users,
@@ -206,6 +206,10 @@ def training_input(config: ml_collections.ConfigDict, split) -> tuple[int, Any]:
     return per_epoch, lambda step: batching.train_batch(
         split.train, step, batch_size=bs, seed=seed, max_history=d.max_history,
         target_len=d.target_len, mode=d.cut)
+  if d.input == "grain":
+    rows = grain_input.GrainInput(split.train, max_history=d.max_history, batch_size=bs, seed=seed,
+                                  objective=config.loss.objective, pack=d.pack, stride=d.window_stride)
+    return rows.steps_per_epoch, rows.batch
   rows = packing.pack(split.train, d.max_history, config.loss.objective, d.pack, d.window_stride)
   log.info("next-item input: %d rows of %d positions, %.0f%% filled", rows.num_rows,
            d.max_history, 100 * float(np.mean(rows.inputs > 0)))

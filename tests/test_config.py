@@ -27,6 +27,8 @@ BAD = {
     "method": ["train", ""],
     "data.window_stride": [-1, 1.5],
     "data.pack": ["yes", 1],
+    "data.via_tfds": ["no", 0],
+    "data.input": ["tfds", ""],
     "data.cold_items": [1.0, -0.1],
     "data.protocol": ["time", "loo"],
     "data.cut_quantile": [0.0, 1.0, "0.9"],
@@ -127,6 +129,13 @@ def test_time_split_rejects_the_cold_item_protocol():
   c = _with("data.protocol", "time_split")
   c.data.cold_items = 0.1
   with pytest.raises(JaxrecError, match="cold_items"):
+    config_lib.validate(c)
+
+
+def test_grain_input_rejects_the_dense_all_action_objective():
+  c = _with("data.input", "grain")
+  c.loss.objective = "dense_all_action"
+  with pytest.raises(JaxrecError, match="data.input='grain'"):
     config_lib.validate(c)
 
 

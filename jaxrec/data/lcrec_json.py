@@ -18,8 +18,7 @@ _EXPECTED = "one <Name>.inter.json and one <Name>.item.json (LC-Rec format)"
 
 def load(path: str | os.PathLike, name: str | None = None) -> ds.RecDataset:
   """Loads the dataset in folder `path`; `name` picks `<name>.inter.json`."""
-  folder = ds.require_dir(path, _EXPECTED)
-  inter_file, item_file = _find_files(folder, name)
+  inter_file, item_file = files(path, name)
   items = _read_json_object(item_file)
   inter = _read_json_object(inter_file)
   item_ids = ds.sort_ids(items)
@@ -41,10 +40,9 @@ def load(path: str | os.PathLike, name: str | None = None) -> ds.RecDataset:
   ).validate()
 
 
-def _find_files(
-    folder: pathlib.Path,
-    name: str | None) -> tuple[pathlib.Path, pathlib.Path]:
-  """The (inter, item) file pair, by name or as the folder's only pair."""
+def files(path: str | os.PathLike, name: str | None = None) -> tuple[pathlib.Path, pathlib.Path]:
+  """The (inter, item) file pair `load` reads, by name or as the folder's only pair."""
+  folder = ds.require_dir(path, _EXPECTED)
   if name is not None:
     return (ds.require_file(folder, f"{name}.inter.json", "the interactions"),
             ds.require_file(folder, f"{name}.item.json", "the item table"))

@@ -33,12 +33,8 @@ _Rating = tuple[str, str, int]
 
 def load_100k(path: str | os.PathLike) -> ds.RecDataset:
   """Loads MovieLens 100K from its folder (u.data, u.item, optional u.genre)."""
-  folder = ds.require_dir(path, "MovieLens 100K's u.data and u.item")
-  data_file = ds.require_file(folder, "u.data", "MovieLens 100K ratings")
-  item_file = ds.require_file(folder, "u.item", "MovieLens 100K movies")
-  genre_file = folder / "u.genre"
-  genres = (_read_100k_genres(genre_file) if genre_file.is_file()
-            else ML100K_GENRES)
+  data_file, item_file, *genre_file = files_100k(path)
+  genres = _read_100k_genres(genre_file[0]) if genre_file else ML100K_GENRES
   items = _read_100k_items(item_file, genres)
   ratings = list(_read_100k_ratings(data_file))
   return _build("ml-100k", items, ratings, data_file.name)
@@ -46,17 +42,30 @@ def load_100k(path: str | os.PathLike) -> ds.RecDataset:
 
 def load_latest_small(path: str | os.PathLike) -> ds.RecDataset:
   """Loads MovieLens latest-small (ratings.csv, movies.csv, tags.csv)."""
-  folder = ds.require_dir(
-      path, "MovieLens latest-small's ratings.csv, movies.csv and tags.csv")
-  ratings_file = ds.require_file(folder, "ratings.csv", "MovieLens ratings")
-  movies_file = ds.require_file(folder, "movies.csv", "MovieLens movies")
-  tags_file = ds.require_file(folder, "tags.csv", "MovieLens tags")
+  ratings_file, movies_file, tags_file = files_latest_small(path)
   items = _read_movies(movies_file)
   tags = _read_tags(tags_file, items)
   for movie_id, fields in items.items():
     fields["tags"] = tags.get(movie_id, "")
   ratings = list(_read_latest_ratings(ratings_file))
   return _build("ml-latest-small", items, ratings, ratings_file.name)
+
+
+def files_100k(path: str | os.PathLike) -> list[pathlib.Path]:
+  """The files load_100k reads: u.data, u.item and u.genre when present."""
+  folder = ds.require_dir(path, "MovieLens 100K's u.data and u.item")
+  out = [ds.require_file(folder, "u.data", "MovieLens 100K ratings"),
+         ds.require_file(folder, "u.item", "MovieLens 100K movies")]
+  return out + [folder / "u.genre"] if (folder / "u.genre").is_file() else out
+
+
+def files_latest_small(path: str | os.PathLike) -> list[pathlib.Path]:
+  """The files load_latest_small reads: ratings.csv, movies.csv, tags.csv."""
+  folder = ds.require_dir(
+      path, "MovieLens latest-small's ratings.csv, movies.csv and tags.csv")
+  return [ds.require_file(folder, "ratings.csv", "MovieLens ratings"),
+          ds.require_file(folder, "movies.csv", "MovieLens movies"),
+          ds.require_file(folder, "tags.csv", "MovieLens tags")]
 
 
 def _build(name: str, items: dict[str, dict[str, str]], ratings: list[_Rating],

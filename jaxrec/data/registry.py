@@ -1,18 +1,27 @@
-"""One entry point from a config's dataset kind to a loaded RecDataset."""
+"""One entry point from a config's dataset kind to a loaded RecDataset.
 
+Every kind read from files is, by default, a TFDS dataset: prepared once from
+its direct reader (`tfds_builder`, cached under $JAXREC_CACHE/tfds keyed by
+the files' fingerprint) and read back with grain. `via_tfds=False` calls the
+direct reader instead (the reference; faster for tiny test folders).
+"""
+
+import functools
 import inspect
 from collections.abc import Callable
 
+from jaxrec.data import amazon_books
 from jaxrec.data import lcrec_json
 from jaxrec.data import movielens
 from jaxrec.data import synthetic
 from jaxrec.data import tfds_books
+from jaxrec.data import tfds_builder
 from jaxrec.data.dataset import RecDataset
 from jaxrec.errors import JaxrecError
 
-# kind -> (loader, whether it reads a folder).
+# kind -> (direct loader, whether it reads a folder).
 _LOADERS: dict[str, tuple[Callable[..., RecDataset], bool]] = {
-    "amazon_books": (tfds_books.load, True),     # HSTU-preprocessed once into TFDS array_record
+    "amazon_books": (amazon_books.load, True),
     "lcrec_json": (lcrec_json.load, True),
     "movielens_100k": (movielens.load_100k, True),
     "movielens_latest_small": (movielens.load_latest_small, True),
@@ -20,9 +29,29 @@ _LOADERS: dict[str, tuple[Callable[..., RecDataset], bool]] = {
 }
 KINDS: tuple[str, ...] = tuple(_LOADERS)
 
+# kind -> its TFDS source (the direct reader is its generator).
+SOURCES: dict[str, tfds_builder.Source] = {
+    "amazon_books": tfds_books.SOURCE,
+    "lcrec_json": tfds_builder.Source(
+        name="lcrec_json", reader=lcrec_json.load, files=lcrec_json.files, item_fields=None,
+        description="An LC-Rec json dataset (e.g. Amazon Office, Beauty)"),
+    "movielens_100k": tfds_builder.Source(
+        name="movielens_100k", reader=movielens.load_100k, files=movielens.files_100k,
+        item_fields=("title", "release_date", "year", "genres"), description="MovieLens 100K"),
+    "movielens_latest_small": tfds_builder.Source(
+        name="movielens_latest_small", reader=movielens.load_latest_small,
+        files=movielens.files_latest_small, item_fields=("title", "genres", "tags"),
+        description="MovieLens latest-small"),
+}
+# Books prepares through its own builder (manual_dir / download), the others through the generic one.
+_TFDS_LOADERS: dict[str, Callable[..., RecDataset]] = {
+    "amazon_books": tfds_books.load,
+    **{k: functools.partial(tfds_builder.load, s) for k, s in SOURCES.items() if k != "amazon_books"}}
 
-def load_dataset(kind: str, path: str | None = None, **kwargs) -> RecDataset:
-  """Loads dataset `kind` from folder `path`; kwargs go to its loader."""
+
+def load_dataset(kind: str, path: str | None = None, via_tfds: bool = True, **kwargs) -> RecDataset:
+  """Loads dataset `kind` from folder `path` (through TFDS unless `via_tfds` is False); kwargs go to
+  its reader."""
   if kind not in _LOADERS:
     raise JaxrecError(
         f"unknown dataset kind {kind!r}; valid kinds: {', '.join(KINDS)}")
@@ -40,4 +69,6 @@ def load_dataset(kind: str, path: str | None = None, **kwargs) -> RecDataset:
     raise JaxrecError(
         f"dataset kind {kind!r} got options {sorted(kwargs)}; valid options: "
         f"{', '.join(params) or 'none'}") from None
+  if via_tfds and kind in _TFDS_LOADERS:
+    return _TFDS_LOADERS[kind](*args, **{k: v for k, v in kwargs.items() if v is not None})
   return loader(*args, **kwargs)
