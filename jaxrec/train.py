@@ -181,7 +181,14 @@ def load_data(config: ml_collections.ConfigDict):
   d = config.data
   kwargs = {"num_users": d.demo_users, "num_items": d.demo_items, "seed": config.seed} \
       if d.kind == "synthetic_demo" else ({"name": d.name} if d.kind == "lcrec_json" and d.name else {})
-  dataset = registry.load_dataset(d.kind, d.path or None, via_tfds=d.via_tfds, **kwargs)
+  load = lambda: registry.load_dataset(d.kind, d.path or None, via_tfds=d.via_tfds, **kwargs)
+  if jax.process_count() > 1 and d.via_tfds and d.kind != "synthetic_demo":
+    # Processes on one host share the TFDS cache: process 0 prepares it, the others read it after.
+    dataset = load() if distributed.is_main() else None
+    distributed.barrier("tfds_prepare")
+    dataset = dataset or load()
+  else:
+    dataset = load()
   if d.protocol == "time_split":
     split = time_split.time_split(dataset.sequences, dataset.timestamps, cut_quantile=d.cut_quantile,
                                   valid_users=d.valid_users, test_users=d.test_users,
