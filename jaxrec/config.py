@@ -290,8 +290,14 @@ RULES: dict[str, tuple] = {
 
 def run_identity(config_json: dict) -> dict:
   """What makes two runs the same run: the config without `dist` (how many processes
-  a run spans, and which one reads it, may change when it resumes)."""
-  return {k: v for k, v in config_json.items() if k != "dist"} if isinstance(config_json, dict) else config_json
+  a run spans, and which one reads it, may change when it resumes) and without
+  `data.via_tfds` (the TFDS copy reads back exactly what the direct reader gives)."""
+  if not isinstance(config_json, dict):
+    return config_json
+  out = {k: v for k, v in config_json.items() if k != "dist"}
+  if isinstance(out.get("data"), dict):
+    out["data"] = {k: v for k, v in out["data"].items() if k != "via_tfds"}
+  return out
 
 
 def flat_fields(c: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:

@@ -194,3 +194,14 @@ def test_changed_fields_accepts_fields_added_since_at_their_default():
   lr = copy.deepcopy(current)
   lr["train"]["learning_rate"] = 0.5
   assert config_lib.changed_fields(current, lr) == ["train.learning_rate"]
+
+
+def test_reading_through_tfds_or_directly_is_the_same_run():
+  """data.via_tfds changes how the files are read, not what is read; data.input changes the batches."""
+  current = json.loads(config_lib.base_config().to_json_best_effort())
+  direct = copy.deepcopy(current)
+  direct["data"]["via_tfds"] = not current["data"]["via_tfds"]
+  assert config_lib.changed_fields(current, direct) == []
+  streamed = copy.deepcopy(current)
+  streamed["data"]["input"] = "grain" if current["data"]["input"] != "grain" else "memory"
+  assert config_lib.changed_fields(current, streamed) == ["data.input"]
