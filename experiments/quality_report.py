@@ -90,7 +90,7 @@ def recbole_rows(ds: str) -> list[tuple[str, tuple[float, ...]]]:
       r = json.loads(f.read_text())
       t = r["test_masked"]
       rows.append((f"{label}; ran {r['epochs_run']}, best epoch {r['best_epoch_0based'] + 1}",
-                   tuple(t[k.lower()] for k in METRICS)))
+                   tuple(t[k.lower().replace("hr@", "hit@")] for k in METRICS)))
   return rows
 
 
