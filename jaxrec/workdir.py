@@ -162,8 +162,9 @@ def check(workdir: str | os.PathLike, config: ml_collections.ConfigDict, config_
   """Every check on the workdir and the cache that can be made before any work."""
   workdir = pathlib.Path(workdir)
   check_folder(workdir, "workdir")
-  problems = [missing_data(config)] if missing_data(config) else []
-  if needs_content(config):
+  problems = [p for p in (missing_data(config),) if p]
+  content = needs_content(config)
+  if content:
     from jaxrec.llm import embed  # noqa: PLC0415
     try:
       embed.check_max_tokens(embed.resolve_model_dir(config.ceg.model), config.ceg.max_tokens,
@@ -172,7 +173,7 @@ def check(workdir: str | os.PathLike, config: ml_collections.ConfigDict, config_
       problems.append(str(e))
   if problems:            # data first: a user without either learns about both at once
     raise JaxrecError(" Also: ".join(problems))
-  if needs_content(config):
+  if content:
     check_folder(cache_folder(config), "embedding cache folder",
                  "set $JAXREC_CACHE or config.ceg.cache_dir to a writable folder")
   if workdir.is_dir() and not overwrite:
