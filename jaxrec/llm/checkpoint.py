@@ -294,11 +294,10 @@ def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
     dtype: activation dtype of the returned module.
     param_dtype: dtype the params are cast to.
     mesh: a ('data', 'model') mesh (`partitioning.make_mesh`) to load the
-      params onto, each device reading only its own blocks of a safetensors
-      checkpoint; GGUF files are dequantised on the host, then placed. None:
-      params on the default device, as before.
+      params onto, each device reading only its own blocks (of a GGUF file:
+      dequantising only its rows). None: params on the default device.
     fsdp: also split the hidden dimension over 'data' (`partitioning`).
-    stats: filled with what a sharded safetensors load read.
+    stats: filled with what a sharded load read.
     attention, attention_impl: the module's attention path
       (`layers.attention_path`).
 
@@ -312,9 +311,8 @@ def load_hf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
   """
   from jaxrec.llm import gguf_checkpoint  # pylint: disable=g-import-not-at-top
   if gguf_checkpoint.is_gguf(path):
-    module, params, hf_config = gguf_checkpoint.load_gguf_model(path, dtype, param_dtype)
-    if mesh is not None:
-      params = partitioning.place(params, mesh, fsdp, getattr(module.config, "head_dim", None))
+    module, params, hf_config = gguf_checkpoint.load_gguf_model(
+        path, dtype, param_dtype, mesh=mesh, fsdp=fsdp, stats=stats)
   else:
     hf_config = read_hf_config(path)
     module, key_map, prefixes = build_model(hf_config, dtype, param_dtype)

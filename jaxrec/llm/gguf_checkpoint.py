@@ -17,20 +17,23 @@ The output head (`output.weight`) is not needed and not read. The tokenizer
 also lives in the file; `sources.load_tokenizer` builds it with transformers.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 import os
 import pathlib
 import re
 from typing import Any
 
 from flax import linen as nn
+import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import numpy as np
 
 from jaxrec.errors import JaxrecError
 from jaxrec.llm import checkpoint
 from jaxrec.llm import decoder
 from jaxrec.llm import keys
+from jaxrec.llm import partitioning
 from jaxrec.llm.decoder import DecoderConfig
 from jaxrec.llm.layers import Rope
 
@@ -177,10 +180,59 @@ def _flax_path(name: str) -> tuple[tuple[str, ...], bool] | None:
   return None
 
 
+def tensor_shape(tensor) -> tuple[int, ...]:
+  """A GGUF tensor's shape in numpy (row-major) order; `tensor.shape` is ggml's (ne0 first)."""
+  return tuple(int(d) for d in reversed(tensor.shape))
+
+
+def row_reader(tensor, rows: np.ndarray | None = None,
+               record: Callable[[int], None] | None = None) -> Callable[[Any], np.ndarray]:
+  """`read(index)` = the dequantised tensor[index], dequantising only that block.
+
+  GGUF quantises in blocks along the last, contiguous axis, so a set of rows
+  is dequantised from its own bytes; so is a column range that starts and
+  ends on quantisation blocks (other column ranges dequantise whole rows,
+  then cut). `rows` maps a row of the result to a row of the file (llama.cpp's
+  q/k permutation undone by gathering rows), None for the identity. `record`
+  gets the bytes of each read's float32 result before any cut (what the host
+  held for it).
+  """
+  gguf = _gguf()
+  data = tensor.data
+  # Quantised and bf16 tensors are stored as bytes: `per_block` bytes hold `cols` columns.
+  cols, per_block = gguf.GGML_QUANT_SIZES[tensor.tensor_type] if data.dtype == np.uint8 else (1, 1)
+
+  def read(index: Any) -> np.ndarray:
+    index = tuple(index) if index is not None else ()
+    pick = index[0] if index else slice(None)
+    raw = data[rows[pick]] if rows is not None else data[pick]
+    rest = index[1:]
+    if rest and rest[0].start % cols == 0 and rest[0].stop % cols == 0 and rest[0].step in (None, 1):
+      c = rest[0]
+      raw = raw[..., c.start // cols * per_block:c.stop // cols * per_block]
+      rest = (slice(None),) + rest[1:]
+    try:
+      value = np.asarray(gguf.quants.dequantize(raw, tensor.tensor_type), np.float32)
+    except NotImplementedError as e:
+      raise JaxrecError(f"cannot dequantise {tensor.name!r}: {e}") from None
+    if record is not None:
+      record(value.nbytes)
+    return value[(slice(None),) + rest]
+  return read
+
+
 def load_gguf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
-                    param_dtype: Any = jnp.float32
+                    param_dtype: Any = jnp.float32, *, mesh: Mesh | None = None,
+                    fsdp: bool = False, stats: checkpoint.LoadStats | None = None
                     ) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
   """Loads a `.gguf` file as (module, params, metadata), like `load_hf_model`.
+
+  With a mesh, each parameter is built on its devices by
+  `jax.make_array_from_callback` under `partitioning`'s sharding, and each
+  device's block is dequantised from the memory-mapped file alone (its rows;
+  see `row_reader`): the host holds one block's rows at a time, never the
+  dequantised model (a 7B Q4 file is 28 GB in float32). `stats` records the
+  float32 rows dequantised per block.
 
   Raises:
     JaxrecError: unreadable file, unsupported architecture or quantisation,
@@ -202,6 +254,7 @@ def load_gguf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
   permuted = meta["general.architecture"] in _PERMUTED
   heads = {"q_proj": config.num_attention_heads,
            "k_proj": config.num_key_value_heads}
+  stats = checkpoint.LoadStats() if stats is None else stats
 
   params: dict[tuple[str, ...], Any] = {}
   for name, tensor in tensors.items():
@@ -213,21 +266,24 @@ def load_gguf_model(path: str | os.PathLike, dtype: Any = jnp.float32,
                         f"{meta['general.architecture']} decoder "
                         "(unsupported GGUF variant?)")
     flax_path, linear = found
-    try:
-      value = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-    except NotImplementedError as e:
-      raise JaxrecError(f"cannot dequantise {name!r} in {path}: {e}") from None
-    value = np.asarray(value, np.float32)
-    src = keys.Src(name, transpose=linear)
-    value = checkpoint.read_tensor(name, value.shape, src,
-                                   expected[flax_path].shape,
-                                   value.__getitem__, where=str(path))
+    shape = tensor_shape(tensor)
     proj = flax_path[-2]
-    if permuted and proj in heads:
-      # Rows of the torch weight are columns of our kernel.
-      value = (unpermute_rows(value.T, heads[proj]).T if linear
-               else unpermute_rows(value, heads[proj]))
-    params[flax_path] = jnp.asarray(value, param_dtype)
+    # Rows of the file (torch layout: rows of the weight = columns of our kernel).
+    rows = (unpermute_rows(np.arange(shape[0]), heads[proj])
+            if permuted and proj in heads else None)
+    block = checkpoint.block_reader(name, shape, keys.Src(name, transpose=linear),
+                                    expected[flax_path].shape,
+                                    row_reader(tensor, rows, None if mesh is None else stats.record),
+                                    where=str(path))
+    if mesh is None:
+      params[flax_path] = jnp.asarray(block(None), param_dtype)
+      continue
+
+    def read(index, block=block):
+      return block(index).astype(param_dtype)
+    sharding = partitioning.sharding_for(flax_path, expected[flax_path].shape, mesh, fsdp,
+                                         config.head_dim)
+    params[flax_path] = jax.make_array_from_callback(expected[flax_path].shape, sharding, read)
   missing = sorted(set(expected) - set(params))
   if missing:
     raise JaxrecError(f"GGUF file {path} lacks {len(missing)} tensor(s) the "

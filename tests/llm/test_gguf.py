@@ -172,6 +172,38 @@ def test_q8_gguf_matches_transformers_dequantised_llama(tmp_path):
       llm_parity.torch_hidden(ref, ids, mask), mask) > 1e-4
 
 
+@pytest.mark.parametrize("hidden", [128, 64])
+@pytest.mark.parametrize("fsdp", [False, True])
+def test_sharded_q8_load_dequantises_only_each_devices_block(tmp_path, fsdp, hidden):
+  """On a (2, 4) mesh each device's block is dequantised from its own rows (the
+  q/k permutation gathered per block) and, where a device's columns start and
+  end on Q8_0's 32-column blocks (hidden 128), its own columns: bit-identical to
+  the whole load. At hidden 64 o_proj's 16-column blocks are cut from whole rows."""
+  from jaxrec.llm import partitioning  # pylint: disable=g-import-not-at-top
+  config = transformers.LlamaConfig(**{**TINY, "vocab_size": 96, "hidden_size": hidden,
+                                       "num_attention_heads": 8, "num_key_value_heads": 4,
+                                       "intermediate_size": 2 * hidden})
+  path = tmp_path / "tiny-q8.gguf"
+  _write_gguf(path, _reference(config), "llama", qtype=Q.Q8_0)
+  _, whole, _ = checkpoint.load_hf_model(path)
+  stats = checkpoint.LoadStats()
+  mesh = partitioning.make_mesh(jax.devices(), 4)
+  _, params, _ = checkpoint.load_hf_model(path, mesh=mesh, fsdp=fsdp, stats=stats)
+  assert jax.tree.structure(whole) == jax.tree.structure(params)
+  for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  q = params["layers_0"]["self_attn"]["q_proj"]["kernel"]
+  assert q.sharding.spec[-1] == "model" and not q.sharding.is_fully_replicated
+  largest_tensor = max(x.nbytes for x in jax.tree.leaves(whole))
+  largest_shard = max(s.data.nbytes for x in jax.tree.leaves(params) for s in x.addressable_shards)
+  if hidden == 128:
+    # Every dimension splits by 4 on block boundaries: no read is larger than a
+    # device's block, and no block is more than a quarter of a tensor.
+    assert stats.largest_read == largest_shard <= largest_tensor // 4, (stats, largest_tensor)
+  else:
+    assert largest_shard < stats.largest_read < largest_tensor, (stats, largest_tensor)
+
+
 def test_llama3_rope_freqs_tensor(tmp_path):
   rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
           "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
