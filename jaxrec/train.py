@@ -99,9 +99,10 @@ def lr_schedule(tc: ml_collections.ConfigDict, total_steps: int,
 
 
 def make_optimizer(tc: ml_collections.ConfigDict, total_steps: int,
-                   steps_per_epoch: int | None = None) -> optax.GradientTransformation:
-  """AdamW on `lr_schedule`; no decay on biases, norms, temperature."""
-  schedule = lr_schedule(tc, total_steps, steps_per_epoch)
+                   steps_per_epoch: int | None = None,
+                   schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
+  """AdamW on `schedule` (default `lr_schedule`); no decay on biases, norms, temperature."""
+  schedule = schedule or lr_schedule(tc, total_steps, steps_per_epoch)
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   adam = optax.adamw(schedule, weight_decay=tc.weight_decay, mask=decay_mask)
   return optax.chain(optax.clip_by_global_norm(tc.grad_clip), adam) if tc.grad_clip > 0 else adam
@@ -324,7 +325,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   _banner("train")
   model = LearnTowers(tower_config(config, dataset.num_items))
-  tx = make_optimizer(config.train, total_steps, per_epoch)
+  schedule = lr_schedule(config.train, total_steps, per_epoch)
+  tx = make_optimizer(config.train, total_steps, per_epoch, schedule)
   params = init_params(model, config, content)
   state = sharding.put_replicated(TrainState(jnp.asarray(0, jnp.int32), params, tx.init(params)), mesh)
   best = {"params": None, "step": 0, "valid": None, "history": []}
@@ -349,7 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   negative_items = np.setdiff1d(np.arange(dataset.num_items), cold) if len(cold) else None
   step_fn = jax.jit(
       functools.partial(train_step, loss_fn=objectives.make_loss_fn(config, model, log_q, negative_items),
-                        tx=tx, seed=config.seed, schedule=lr_schedule(config.train, total_steps, per_epoch)),
+                        tx=tx, seed=config.seed, schedule=schedule),
       in_shardings=(sharding.replicated(mesh), sharding.batch_sharded(mesh), sharding.replicated(mesh)),
       out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)),
       donate_argnums=0)

@@ -130,6 +130,11 @@ def resolve_dtype(dtype: str) -> str:
   return dtype
 
 
+def jnp_dtype(dtype: str):
+  """The jnp dtype of a `ceg.dtype` name ("auto" resolved for this backend)."""
+  return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[resolve_dtype(dtype)]
+
+
 def _on_mesh(params, mesh: Mesh):
   """Params as placed by the loader (sharded by `partitioning`), else replicated."""
   leaves = jax.tree_util.tree_leaves(params)
@@ -387,7 +392,7 @@ def _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_d
   folder.parent.mkdir(parents=True, exist_ok=True)
 
   from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415 (keeps jaxrec import light)
-  jdtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[dtype]
+  jdtype = jnp_dtype(dtype)
   module, params, _ = load_hf_model(model_dir, dtype=jdtype, param_dtype=jdtype, mesh=mesh,
                                     **load_options)   # placed once, not per chunk
   rows = lambda c: (lambda start, stop: stop - start)(*store_lib.chunk_range(c, n, chunk_items))

@@ -77,7 +77,7 @@ class Encoder:
     from jaxrec.llm.checkpoint import load_hf_model  # noqa: PLC0415
     c = self.config.ceg
     model_dir = embed.resolve_model_dir(c.model)
-    dtype = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[embed.resolve_dtype(c.dtype)]
+    dtype = embed.jnp_dtype(c.dtype)
     module, params, _ = load_hf_model(model_dir, dtype=dtype, param_dtype=dtype,
                                       attention=c.attention, attention_impl=c.attention_impl)
     embed.tokenize(model_dir, ["warm-up"], c.max_tokens)   # loads the tokenizer now
