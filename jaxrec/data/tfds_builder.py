@@ -23,7 +23,9 @@ what the reader produces, with a version bump) prepares again instead of
 reading a stale dataset.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
@@ -149,10 +151,33 @@ def prepare(source: Source | type[RecBuilder], path: str | os.PathLike, data_dir
   if config_name is None:
     files = cls.SOURCE.files(folder, **options)        # the reader's one message, before TFDS's
     config_name = f"src-{fingerprint(files, options, cls.SOURCE.version)}"
-  builder = cls(folder=folder, options=options, data_dir=str(data_dir), file_format="array_record",
-                config=tfds.core.BuilderConfig(name=config_name), **kwargs)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(folder)))
+  with prepare_lock(data_dir, f"{cls.name}-{config_name}"):
+    builder = cls(folder=folder, options=options, data_dir=str(data_dir), file_format="array_record",
+                  config=tfds.core.BuilderConfig(name=config_name), **kwargs)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(folder)))
   return builder
+
+
+@contextlib.contextmanager
+def prepare_lock(data_dir: str | os.PathLike, name: str):
+  """Serialises preparing one dataset across the processes of a host (`flock` on a file beside it).
+
+  Two runs started together on a fresh cache would both generate it, and the
+  second one's final rename fails ("Destination ... already exists"); with the
+  lock the second waits, then finds the dataset prepared and reads it. Remote
+  data dirs (gs://...) are not locked: prepare those from one process.
+  """
+  if "://" in str(data_dir):
+    yield
+    return
+  folder = pathlib.Path(data_dir)
+  folder.mkdir(parents=True, exist_ok=True)
+  with open(folder / f".{name}.lock", "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _text(v) -> str:

@@ -1,6 +1,8 @@
 """The generic TFDS builder: every kind read back from array_record equals its direct reader."""
 
 import os
+import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -78,3 +80,34 @@ def test_real_office_through_tfds(shared_data, tmp_path, prepares):
   folder = shared_data / "amazon-office"
   assert_same(registry.load_dataset("lcrec_json", str(folder)),
               registry.load_dataset("lcrec_json", str(folder), via_tfds=False))
+
+
+_PREPARE_SLOWLY = """
+import sys, time
+from jaxrec.data import registry, tfds_builder
+original = tfds_builder.RecBuilder._split_generators
+def slow(self, dl_manager):
+  time.sleep(3)                      # both processes are inside preparing at once
+  return original(self, dl_manager)
+tfds_builder.RecBuilder._split_generators = slow
+d = registry.load_dataset("movielens_100k", sys.argv[1])
+print(len(d.user_ids), sum(len(s) for s in d.sequences))
+"""
+
+
+def test_two_processes_preparing_one_cache_at_once_both_succeed(tmp_path):
+  """Two runs started together on a fresh cache: without `prepare_lock` the second
+  one's rename of its finished dataset fails; with it, it waits and reads the first's."""
+  folder = _write_100k(tmp_path / "raw")
+  env = {**os.environ, "JAXREC_CACHE": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu",
+         "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])}
+  logs = [tmp_path / f"child{i}.log" for i in range(2)]
+  procs = [subprocess.Popen([sys.executable, "-c", _PREPARE_SLOWLY, str(folder)], env=env,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT) for log in logs]
+  codes = [p.wait(timeout=300) for p in procs]
+  outs = [log.read_text() for log in logs]
+  assert codes == [0, 0], outs
+  direct = registry.load_dataset("movielens_100k", str(folder), via_tfds=False)
+  want = f"{len(direct.user_ids)} {sum(len(s) for s in direct.sequences)}"
+  assert [o.strip().splitlines()[-1] for o in outs] == [want, want]
+  assert len(list((tmp_path / "cache" / "tfds" / "movielens_100k").glob("*/1.0.0"))) == 1
