@@ -49,6 +49,7 @@ URLS = {
     RATINGS_FILE: "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/ratings_Books.csv",
     META_FILE: "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/meta_Books.json.gz",
 }
+NAME = "amazon-books"        # the RecDataset's name
 MIN_COUNT = 5                # HSTU: users and items with >= 5 ratings, users left with >= 5
 ITEM_FIELDS = ("title", "categories", "brand", "price", "description", "sales_rank")
 _MAX_FIELD_CHARS = 2000      # bounds memory: prompts cut texts far shorter (data.max_text_chars)
@@ -304,7 +305,7 @@ def preprocess_files(ratings_file: str | os.PathLike, meta_file: str | os.PathLi
     raise JaxrecError(f"{ratings_file}: no user keeps {MIN_COUNT} ratings after HSTU's filter")
   fields = read_meta(meta_file, item_ids, report)
   dataset = ds.RecDataset(
-      name="amazon-books", item_ids=tuple(item_ids), item_fields=tuple(fields), user_ids=tuple(user_ids),
+      name=NAME, item_ids=tuple(item_ids), item_fields=tuple(fields), user_ids=tuple(user_ids),
       sequences=tuple(np.split(items, offsets[1:-1])), timestamps=tuple(np.split(times, offsets[1:-1]))).validate()
   return dataset, report
 

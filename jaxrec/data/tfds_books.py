@@ -66,8 +66,17 @@ def _manual_files(dl_manager) -> tuple[pathlib.Path, pathlib.Path] | None:
   return files if all(f.is_file() for f in files) else None
 
 
-def prepare(path: str | os.PathLike, data_dir: str | os.PathLike, download: bool = False) -> AmazonBooks:
-  """The builder of the files in folder `path`, prepared (array_record) under `data_dir` once."""
+def prepare(path: str | os.PathLike, data_dir: str | os.PathLike, download: bool = False,
+            beam_runner=None, beam_options=None) -> AmazonBooks:
+  """The builder of the files in folder `path`, prepared (array_record) under `data_dir` once.
+
+  With `beam_runner` (e.g. "DirectRunner") or `beam_options` (Beam
+  PipelineOptions, e.g. a Dataflow run) the same dataset is built by the Beam
+  pipeline of `books_beam` (needs apache-beam; the files are never downloaded).
+  """
+  if beam_runner is not None or beam_options is not None:
+    from jaxrec.data import books_beam     # imports apache_beam: only when asked for
+    return books_beam.prepare(path, data_dir, beam_runner=beam_runner, beam_options=beam_options)
   folder = pathlib.Path(path).resolve()
   if not download:
     amazon_books.find_files(folder)             # the one message, before TFDS's own assertion

@@ -104,9 +104,7 @@ class RecBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _generate_examples(self, dataset: ds.RecDataset, split: str):
     """(key, example) in order: users (sequences) or items (text); unused features left empty."""
     fields = self.SOURCE.item_fields
-    names = fields if fields is not None else (FIELDS_JSON,)
-    empty = {"user_id": "", "items": np.zeros(0, np.int32), "timestamps": np.zeros(0, np.int64),
-             "item_id": "", **dict.fromkeys(names, "")}
+    empty = empty_example(fields)
     if split == "users":
       times = dataset.timestamps or [np.zeros(0, np.int64)] * dataset.num_users
       for u, (uid, seq, t) in enumerate(zip(dataset.user_ids, dataset.sequences, times)):
@@ -116,6 +114,13 @@ class RecBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         text = ({k: item.get(k, "") for k in fields} if fields is not None
                 else {FIELDS_JSON: json.dumps(item, ensure_ascii=False)})
         yield i, {**empty, "index": i, "item_id": iid, **text}
+
+
+def empty_example(item_fields: tuple[str, ...] | None) -> dict:
+  """Every feature empty: a users example leaves the item features empty and vice versa."""
+  names = item_fields if item_fields is not None else (FIELDS_JSON,)
+  return {"user_id": "", "items": np.zeros(0, np.int32), "timestamps": np.zeros(0, np.int64),
+          "item_id": "", **dict.fromkeys(names, "")}
 
 
 @functools.cache
