@@ -26,7 +26,6 @@ apache-beam is optional: it is imported only when this module is used, with
 one message saying how to install it.
 """
 
-import ast
 import csv
 import gzip
 import hashlib
@@ -324,16 +323,19 @@ def prepare(path: str | os.PathLike, data_dir: str | os.PathLike, beam_runner=No
     beam_runner = "DirectRunner"
   if isinstance(beam_runner, str):
     beam_runner = beam.runners.create_runner(beam_runner)
-  builder = AmazonBooksBeam(folder=folder, data_dir=str(data_dir), file_format="array_record",
-                            config=tfds.core.BuilderConfig(name=config_name(folder)), chunk_bytes=chunk_bytes)
-  try:
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        beam_runner=beam_runner, beam_options=beam_options))
-  except Exception as e:        # TFDS's writer refuses an empty split inside the pipeline
-    if "generated examples is 0 for split users" in str(e):
-      raise JaxrecError(f"{folder}: no user keeps {amazon_books.MIN_COUNT} well-formed ratings after "
-                        "HSTU's filter; check the ratings file") from None
-    raise
+  name = config_name(folder)
+  # The single-host builder's lock too: either path waits for the other, then reads its dataset.
+  with tfds_builder.prepare_lock(data_dir, f"{AmazonBooksBeam.name}-{name}"):
+    builder = AmazonBooksBeam(folder=folder, data_dir=str(data_dir), file_format="array_record",
+                              config=tfds.core.BuilderConfig(name=name), chunk_bytes=chunk_bytes)
+    try:
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          beam_runner=beam_runner, beam_options=beam_options))
+    except Exception as e:        # TFDS's writer refuses an empty split inside the pipeline
+      if "generated examples is 0 for split users" in str(e):
+        raise JaxrecError(f"{folder}: no user keeps {amazon_books.MIN_COUNT} well-formed ratings after "
+                          "HSTU's filter; check the ratings file") from None
+      raise
   return builder
 
 
