@@ -12,6 +12,8 @@ import argparse
 import json
 import pathlib
 
+import numpy as np
+
 from jaxrec import sweep
 
 METRICS = ("HR@10", "HR@50", "HR@200", "NDCG@10", "NDCG@50", "NDCG@200")
@@ -27,7 +29,11 @@ RECBOLE = {
 # RecBole rows jaxrec produced itself (experiments/recbole_peer/, the shared run_recbole.py unchanged):
 # (dataset, label, kept result JSON).
 RECBOLE_RUNS = [("ml_latest_small", "RecBole SASRec (dropout 0.2, 6 epochs like the ML-100K row, a lower bound)",
-                 "experiments/results/recbole/SASRec_mlls.json")]
+                 "experiments/results/recbole/SASRec_mlls.json")] + [
+    ("ml_100k", f"RecBole SASRec, 6 epochs, seed {s} (`run_recbole_seeded.py`)",
+     f"experiments/results/recbole/SASRec_ml100k_seed{s}.json") for s in (2021, 2022)]
+# RecBole's own seed spread: the shared row (seed 2020) and the seeded runs above, as mean +- std.
+RECBOLE_SEEDS = {"ml_100k": ("RecBole SASRec, 6 epochs, seeds 2020 (shared row), 2021, 2022", 0)}
 # Validation-only studies: (title, [(label, sweep or run name, overrides to pick)]).
 STUDIES = [
     ("Warm-up in epochs (`train.warmup_epochs=1`) against the default warm-up (10% of 200 epochs = 20), seed 0",
@@ -94,6 +100,21 @@ def recbole_rows(ds: str) -> list[tuple[str, tuple[float, ...]]]:
   return rows
 
 
+def recbole_seed_row(ds: str) -> tuple[str, int, list[str]] | None:
+  """(label, seeds, 'mean ± std' cells) over the shared row and every seeded run of `ds`; None until all ran."""
+  if ds not in RECBOLE_SEEDS:
+    return None
+  label, shared = RECBOLE_SEEDS[ds]
+  runs = [path for name, _, path in RECBOLE_RUNS if name == ds]
+  if not all(pathlib.Path(p).exists() for p in runs):
+    return None
+  vals = [RECBOLE[ds][shared][1]] + [
+      tuple(json.loads(pathlib.Path(p).read_text())["test_masked"][k.lower().replace("hr@", "hit@")]
+            for k in METRICS) for p in runs]
+  a = np.asarray(vals)
+  return label, len(vals), [fmt(m, sd) for m, sd in zip(a.mean(0), a.std(0, ddof=1))]
+
+
 def seed0_valid(sweeps: pathlib.Path, name: str) -> tuple[float, float] | None:
   """(validation NDCG@10, best epoch) of a run's seed-0 trial (the sweep's best trial)."""
   d = sweeps / RENAMED.get(name, name)
@@ -150,6 +171,11 @@ def main() -> None:
       lines.append("| popularity (same split) | - | " + " | ".join(f"{pop[k]:.4f}" for k in METRICS) + " |")
     for label, vals in recbole_rows(ds):
       lines.append(f"| {label} | 1 | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
+    seeds = recbole_seed_row(ds)
+    if seeds:
+      label, n, cells = seeds
+      lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+      report[f"{ds}/{label}"] = dict(zip(METRICS, cells))
     lines += rows + [""]
   lines += ["Rows marked unfinished come from `experiments/evaluate_checkpoint.py`: the run was "
             "stopped for lack of time before early stopping ended it, and its validation-best "

@@ -37,7 +37,7 @@ from jaxrec import preemption
 from jaxrec import sharding
 from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoints import RunCheckpoints
-from jaxrec.data import batching, grain_input, packing, prompts, registry, splits, time_split
+from jaxrec.data import batching, grain_input, packing, prefetch, prompts, registry, splits, time_split
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_write_json
 from jaxrec.llm import embed
@@ -217,7 +217,7 @@ def training_input(config: ml_collections.ConfigDict, split) -> tuple[int, Any]:
   if d.input == "grain":
     rows = grain_input.GrainInput(split.train, max_history=d.max_history, batch_size=bs, seed=seed,
                                   objective=config.loss.objective, pack=d.pack, stride=d.window_stride)
-    return rows.steps_per_epoch, rows.batch
+    return rows.steps_per_epoch, prefetch.Prefetched(rows.batch)    # packs ahead while the device steps
   rows = packing.pack(split.train, d.max_history, config.loss.objective, d.pack, d.window_stride)
   log.info("next-item input: %d rows of %d positions, %.0f%% filled", rows.num_rows,
            d.max_history, 100 * float(np.mean(rows.inputs > 0)))

@@ -17,8 +17,9 @@ Every training target is supervised exactly once per epoch, steps per epoch are
 the same every epoch, and a batch needs only the blocks it covers: memory holds
 the block counts plus at most two windows of `mix_blocks * block_users` users
 (measured: experiments/bench_grain_input.py). Building it packs every block
-once to count rows (as long as one epoch); it runs on the training loop's
-thread, with no prefetch.
+once to count rows (as long as one epoch). Training wraps `batch` in
+`prefetch.Prefetched`, which packs the next two steps' batches on a worker
+thread while the device runs the current one.
 
 Shuffle: users are assigned to blocks once (grain's lazy index shuffle, seeded),
 the block order is a global permutation per (seed, epoch), and rows are mixed
