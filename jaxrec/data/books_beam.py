@@ -28,7 +28,6 @@ one message saying how to install it.
 
 import csv
 import gzip
-import hashlib
 import logging
 import os
 import re
@@ -299,11 +298,9 @@ def config_name(folder: str) -> str:
   if "://" not in folder:
     files = amazon_books.find_files(folder)
     return f"src-{tfds_builder.fingerprint(files, {}, tfds_books.SOURCE.version)}"
-  h = hashlib.sha256(f"{tfds_books.SOURCE.version}:{{}}".encode())
-  for f in find_files(folder):
-    meta = FileSystems.match([f])[0].metadata_list[0]
-    h.update(f"{os.path.basename(f)}:{meta.size_in_bytes}:{meta.last_updated_in_seconds}".encode())
-  return f"src-{h.hexdigest()[:12]}"
+  metas = [(f, FileSystems.match([f])[0].metadata_list[0]) for f in find_files(folder)]
+  entries = [(os.path.basename(f), m.size_in_bytes, m.last_updated_in_seconds) for f, m in metas]
+  return f"src-{tfds_builder.fingerprint_of(entries, {}, tfds_books.SOURCE.version)}"
 
 
 def prepare(path: str | os.PathLike, data_dir: str | os.PathLike, beam_runner=None, beam_options=None,
@@ -325,7 +322,7 @@ def prepare(path: str | os.PathLike, data_dir: str | os.PathLike, beam_runner=No
     beam_runner = beam.runners.create_runner(beam_runner)
   name = config_name(folder)
   # The single-host builder's lock too: either path waits for the other, then reads its dataset.
-  with tfds_builder.prepare_lock(data_dir, f"{AmazonBooksBeam.name}-{name}"):
+  with tfds_builder.prepare_lock(data_dir, AmazonBooksBeam.name, name):
     builder = AmazonBooksBeam(folder=folder, data_dir=str(data_dir), file_format="array_record",
                               config=tfds.core.BuilderConfig(name=name), chunk_bytes=chunk_bytes)
     try:

@@ -135,10 +135,16 @@ def builder_class(source: Source) -> type[RecBuilder]:
 
 def fingerprint(files: Sequence[pathlib.Path], options: dict | None = None, version: str = "") -> str:
   """12 hex digits of the files' names, sizes and mtimes, the reader options and the version."""
+  stats = [(pathlib.Path(f).name, pathlib.Path(f).stat()) for f in files]
+  return fingerprint_of([(name, st.st_size, st.st_mtime_ns) for name, st in stats], options, version)
+
+
+def fingerprint_of(entries: Sequence[tuple[str, int, int]], options: dict | None = None,
+                   version: str = "") -> str:
+  """`fingerprint` of (name, size, mtime) entries, for files that are not local (gs://...)."""
   h = hashlib.sha256(f"{version}:{json.dumps(options or {}, sort_keys=True)}".encode())
-  for f in files:
-    st = pathlib.Path(f).stat()
-    h.update(f"{pathlib.Path(f).name}:{st.st_size}:{st.st_mtime_ns}".encode())
+  for name, size, mtime in entries:
+    h.update(f"{name}:{size}:{mtime}".encode())
   return h.hexdigest()[:12]
 
 
@@ -156,7 +162,7 @@ def prepare(source: Source | type[RecBuilder], path: str | os.PathLike, data_dir
   if config_name is None:
     files = cls.SOURCE.files(folder, **options)        # the reader's one message, before TFDS's
     config_name = f"src-{fingerprint(files, options, cls.SOURCE.version)}"
-  with prepare_lock(data_dir, f"{cls.name}-{config_name}"):
+  with prepare_lock(data_dir, cls.name, config_name):
     builder = cls(folder=folder, options=options, data_dir=str(data_dir), file_format="array_record",
                   config=tfds.core.BuilderConfig(name=config_name), **kwargs)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(folder)))
@@ -164,8 +170,8 @@ def prepare(source: Source | type[RecBuilder], path: str | os.PathLike, data_dir
 
 
 @contextlib.contextmanager
-def prepare_lock(data_dir: str | os.PathLike, name: str):
-  """Serialises preparing one dataset across the processes of a host (`flock` on a file beside it).
+def prepare_lock(data_dir: str | os.PathLike, builder_name: str, config_name: str):
+  """Serialises preparing one dataset (builder and config) across the processes of a host (`flock`).
 
   Two runs started together on a fresh cache would both generate it, and the
   second one's final rename fails ("Destination ... already exists"); with the
@@ -177,7 +183,7 @@ def prepare_lock(data_dir: str | os.PathLike, name: str):
     return
   folder = pathlib.Path(data_dir)
   folder.mkdir(parents=True, exist_ok=True)
-  with open(folder / f".{name}.lock", "a") as f:
+  with open(folder / f".{builder_name}-{config_name}.lock", "a") as f:
     fcntl.flock(f, fcntl.LOCK_EX)
     try:
       yield
