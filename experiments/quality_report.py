@@ -88,15 +88,19 @@ def load(sweeps: pathlib.Path, name: str) -> dict | None:
   return None
 
 
+def recbole_test(result: dict) -> tuple[float, ...]:
+  """METRICS of a run_recbole.py result (masked test; RecBole says hit@K for HR@K)."""
+  return tuple(result["test_masked"][k.lower().replace("hr@", "hit@")] for k in METRICS)
+
+
 def recbole_rows(ds: str) -> list[tuple[str, tuple[float, ...]]]:
   rows = list(RECBOLE[ds])
   for name, label, path in RECBOLE_RUNS:
     f = pathlib.Path(path)
     if name == ds and f.exists():
       r = json.loads(f.read_text())
-      t = r["test_masked"]
       rows.append((f"{label}; ran {r['epochs_run']}, best epoch {r['best_epoch_0based'] + 1}",
-                   tuple(t[k.lower().replace("hr@", "hit@")] for k in METRICS)))
+                   recbole_test(r)))
   return rows
 
 
@@ -108,9 +112,7 @@ def recbole_seed_row(ds: str) -> tuple[str, int, list[str]] | None:
   runs = [path for name, _, path in RECBOLE_RUNS if name == ds]
   if not all(pathlib.Path(p).exists() for p in runs):
     return None
-  vals = [RECBOLE[ds][shared][1]] + [
-      tuple(json.loads(pathlib.Path(p).read_text())["test_masked"][k.lower().replace("hr@", "hit@")]
-            for k in METRICS) for p in runs]
+  vals = [RECBOLE[ds][shared][1]] + [recbole_test(json.loads(pathlib.Path(p).read_text())) for p in runs]
   a = np.asarray(vals)
   return label, len(vals), [fmt(m, sd) for m, sd in zip(a.mean(0), a.std(0, ddof=1))]
 

@@ -162,7 +162,8 @@ def check(workdir: str | os.PathLike, config: ml_collections.ConfigDict, config_
   """Every check on the workdir and the cache that can be made before any work."""
   workdir = pathlib.Path(workdir)
   check_folder(workdir, "workdir")
-  problems = [p for p in (missing_data(config),) if p]
+  data_problem = missing_data(config)
+  problems = [data_problem] if data_problem else []
   content = needs_content(config)
   if content:
     from jaxrec.llm import embed  # noqa: PLC0415
