@@ -341,8 +341,9 @@ def build_store(texts: list[str], *, model: str, pooling: str = "mean", max_toke
                         "finished; run the same command again to compute them")
     return st
 
-  return _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_dir, dtype,
-                     store_dtype, pooling, token_budget, max_tokens, mesh, label, load_options)
+  with store_lib.host_lock(folder):   # another run filling the same store: wait, then read it
+    return _fill_store(texts, folder, identity, manifest, mine, n, chunk_items, model_dir, dtype,
+                       store_dtype, pooling, token_budget, max_tokens, mesh, label, load_options)
 
 
 def _discard_other_store(folder: pathlib.Path, identity: dict) -> None:

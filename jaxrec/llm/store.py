@@ -22,8 +22,13 @@ Each chunk is its own pair of files and nothing is shared but the manifest
 (identical for every writer), so several processes can fill one store: process
 p of n takes chunks p, p + n, ... (`assigned_chunks`). Readers get each chunk
 memory-mapped (`open_chunks`), or the whole table assembled (`read_table`).
+Independent runs on one host that want the same store (two sweeps started
+together on a fresh cache) take turns through `host_lock`: the second finds
+the store complete instead of writing the same chunks under the same names.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -64,6 +69,32 @@ def assigned_chunks(total_chunks: int, process_index: int = 0, process_count: in
 # ----------------------------------------------------------------------------
 # Files.
 # ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def host_lock(path: str | os.PathLike):
+  """Holds an exclusive `flock` on `<parent>/.<name>.lock` while filling the store at `path`.
+
+  Runs without the lock where the cache folder is read-only (a complete store there is
+  only read) or the file system refuses locks.
+  """
+  path = pathlib.Path(path)
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path.parent / f".{path.name}.lock", "a")  # noqa: SIM115 (closed below)
+  except OSError:
+    yield
+    return
+  with f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX)
+    except OSError:
+      yield
+      return
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
 
 def texts_sha256(texts: list[str]) -> str:
   h = hashlib.sha256()

@@ -261,6 +261,43 @@ def test_two_writers_of_their_own_chunks_make_the_one_store(tiny_model, referenc
   assert _files(first) == _files(reference)
 
 
+RACE_SCRIPT = """
+import pathlib, sys, time
+from jaxrec import sharding
+from jaxrec.llm import embed, store
+real_write, real_embed = store.Store.write_chunk, embed.embed_texts
+def write(self, i, v):
+  print("wrote", i, flush=True)
+  real_write(self, i, v)
+def slow_embed(*args, **kwargs):
+  time.sleep(0.3)         # the other run reaches the store while this one is filling it
+  return real_embed(*args, **kwargs)
+store.Store.write_chunk, embed.embed_texts = write, slow_embed
+here = pathlib.Path(sys.argv[3])
+(here / f"started-{sys.argv[4]}").touch()
+while len(list(here.glob("started-*"))) < 2:   # both processes are up, then both build
+  time.sleep(0.01)
+texts = [line for line in open(sys.argv[2]).read().split("\\n") if line]
+embed.build_store(texts, model=sys.argv[1], max_tokens=32, token_budget=64, chunk_items=%d,
+                  cache_dir=here / "cache", mesh=sharding.make_mesh(1), label="t")
+""" % CHUNK
+
+
+def test_two_runs_wanting_one_store_take_turns(tiny_model, reference, tmp_path):
+  """Two independent runs on a fresh cache (two sweeps started together): one computes
+  each chunk once, the other waits and reads the finished store; nothing is written twice."""
+  (tmp_path / "texts.txt").write_text("\n".join(TEXTS))
+  procs = [subprocess.Popen([sys.executable, "-c", RACE_SCRIPT, str(tiny_model), str(tmp_path / "texts.txt"),
+                             str(tmp_path), str(k)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env={**os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(ROOT)})
+           for k in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+  writes = sorted(int(l.split()[1]) for out, _ in outs for l in out.splitlines() if l.startswith("wrote "))
+  assert writes == list(range(6))
+  assert _files(store.load_store(tmp_path / "cache" / reference.path.name)) == _files(reference)
+
+
 EXTERNAL_KILL_SCRIPT = """
 import sys, time
 from jaxrec import sharding
