@@ -13,10 +13,17 @@ the checkpoint is written stops at once (`Interrupted`).
 Outside the loop (data loading, CEG, the final test), `interrupt_on_signals`
 makes both signals raise `Interrupted` (a KeyboardInterrupt), which the
 command line prints as one line too; CEG keeps the store chunks it has written.
+Python swallows an exception raised while it runs a garbage-collection callback
+or a `__del__` (JAX registers one), printing "Exception ignored in ..." and
+carrying on; `interrupt_on_signals` therefore also catches a swallowed
+`Interrupted` in `sys.unraisablehook` and keeps its signal pending, and
+`raise_pending` (at every stage boundary and when the training loop starts)
+raises it, so a signal is never lost.
 """
 
 import pathlib
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -54,11 +61,35 @@ def _in_main_thread() -> bool:
   return threading.current_thread() is threading.main_thread()
 
 
+_pending: list[int] = []   # signals whose Interrupted Python swallowed (see the module docstring)
+
+
+def _keep_swallowed(previous_hook):
+  def hook(unraisable) -> None:
+    if isinstance(unraisable.exc_value, Interrupted):
+      _pending.append(unraisable.exc_value.signum)
+    else:
+      previous_hook(unraisable)
+  hook.keeps_interrupted = True
+  return hook
+
+
 def interrupt_on_signals() -> None:
   """SIGTERM and SIGINT raise Interrupted (call once, from the main thread)."""
   if _in_main_thread():
+    _pending.clear()
+    if not getattr(sys.unraisablehook, "keeps_interrupted", False):
+      sys.unraisablehook = _keep_swallowed(sys.unraisablehook)
     for s in SIGNALS:
       signal.signal(s, _raise_interrupted)
+
+
+def raise_pending() -> None:
+  """Raises Interrupted for a signal whose first Interrupted was swallowed, if any."""
+  if _pending:
+    signum = _pending[0]
+    _pending.clear()
+    raise Interrupted(signum)
 
 
 class StopOnSignal:
@@ -80,6 +111,7 @@ class StopOnSignal:
     self.signum = signum
 
   def __enter__(self) -> "StopOnSignal":
+    raise_pending()
     if _in_main_thread():
       for s in SIGNALS:
         self._previous[s] = signal.signal(s, self._handle)

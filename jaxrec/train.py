@@ -170,6 +170,7 @@ def _record(config_json: dict, best: dict) -> dict:
 
 
 def _banner(title: str) -> None:
+  preemption.raise_pending()   # a signal Python swallowed during the last stage stops here
   log.info("%s %s %s", "=" * 20, title, "=" * 20)
 
 

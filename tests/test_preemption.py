@@ -1,7 +1,10 @@
 """Signals during training: a flag, a save at the current step, a second signal stops at once."""
 
 import os
+import pathlib
 import signal
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import pytest
@@ -45,3 +48,31 @@ def test_stop_without_checkpointing_says_nothing_was_saved():
   stopped = preemption.stop(stop, 3, 30, None, None, None, None)
   assert "nothing was saved (config.train.checkpoint=False)" in str(stopped)
   assert stopped.exit_code == 130
+
+
+SWALLOWED = """
+import os, signal, time
+from jaxrec import preemption
+preemption.interrupt_on_signals()
+class Collected:
+  def __del__(self):   # as JAX's gc callback: Python swallows what is raised here
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.5)    # the handler runs (and raises) inside this method
+Collected()
+print("carried on", flush=True)
+try:
+  with preemption.StopOnSignal():
+    print("trained", flush=True)
+except preemption.Interrupted as e:
+  print("interrupted by", e.signum, flush=True)
+"""
+
+
+def test_a_signal_python_swallows_is_raised_at_the_next_stage():
+  """SIGTERM raised inside a __del__ (Python ignores it there) is not lost: the
+  training loop's start raises it, and nothing is printed for the swallowed one."""
+  proc = subprocess.run([sys.executable, "-c", SWALLOWED], capture_output=True, text=True, timeout=120,
+                        env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[1])})
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.splitlines() == ["carried on", f"interrupted by {int(signal.SIGTERM)}"]
+  assert "Exception ignored" not in proc.stderr
