@@ -153,6 +153,24 @@ def _pooled(module, params, ids, mask, pooling: str):
   return jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
 
 
+def padded_batch(token_ids: list[list[int]], idx: np.ndarray, rows: int,
+                 length: int) -> tuple[np.ndarray, np.ndarray]:
+  """(ids, mask) [rows, length] int32 of the texts `idx`, zero-padded (one planned batch)."""
+  ids = np.zeros((rows, length), np.int32)
+  mask = np.zeros((rows, length), np.int32)
+  for r, i in enumerate(idx):
+    ids[r, :len(token_ids[i])] = token_ids[i]
+    mask[r, :len(token_ids[i])] = 1
+  return ids, mask
+
+
+def embed_batch(module, params, ids: np.ndarray, mask: np.ndarray, *, pooling: str,
+                mesh: Mesh) -> np.ndarray:
+  """Pooled float32 embeddings [rows, H] of one padded batch (params already on `mesh`)."""
+  return np.asarray(_pooled(module, params, sharding.put_batch(ids, mesh),
+                            sharding.put_batch(mask, mesh), pooling))
+
+
 def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, token_budget: int,
                 mesh: Mesh, out: np.ndarray | None = None, done: np.ndarray | None = None,
                 on_progress=None, desc: str = "CEG", bar=None) -> np.ndarray:
@@ -173,13 +191,8 @@ def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, tok
   try:
     for blen, rows, local in plan:
       idx = todo[local]
-      ids = np.zeros((rows, blen), np.int32)
-      mask = np.zeros((rows, blen), np.int32)
-      for r, i in enumerate(idx):
-        ids[r, :lengths[i]] = token_ids[i]
-        mask[r, :lengths[i]] = 1
-      vec = np.asarray(_pooled(module, params, sharding.put_batch(ids, mesh),
-                               sharding.put_batch(mask, mesh), pooling))
+      vec = embed_batch(module, params, *padded_batch(token_ids, idx, rows, blen), pooling=pooling,
+                        mesh=mesh)
       if out is None:
         out = np.zeros((n, vec.shape[1]), np.float32)
       out[idx] = vec[:len(idx)]
