@@ -17,8 +17,8 @@ Python swallows an exception raised while it runs a garbage-collection callback
 or a `__del__` (JAX registers one), printing "Exception ignored in ..." and
 carrying on; `interrupt_on_signals` therefore also catches a swallowed
 `Interrupted` in `sys.unraisablehook` and keeps its signal pending, and
-`raise_pending` (at every stage boundary and when the training loop starts)
-raises it, so a signal is never lost.
+`raise_pending` (before each CEG batch, at every stage boundary and when the
+training loop starts) raises it, so a signal is never lost.
 """
 
 import pathlib

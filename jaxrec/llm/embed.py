@@ -34,7 +34,7 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from jaxrec import sharding
+from jaxrec import preemption, sharding
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_save, sha256_file
 from jaxrec.llm import partitioning
@@ -190,6 +190,7 @@ def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, tok
     bar = tqdm(total=n, initial=n - len(todo), desc=desc, unit="item")
   try:
     for blen, rows, local in plan:
+      preemption.raise_pending()   # a signal Python swallowed (JAX's gc callback) stops CEG here
       idx = todo[local]
       vec = embed_batch(module, params, *padded_batch(token_ids, idx, rows, blen), pooling=pooling,
                         mesh=mesh)
