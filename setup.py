@@ -51,8 +51,9 @@ setuptools.setup(
         # (no TensorFlow); the notebooks run under nbclient/ipykernel; matplotlib draws
         # `python -m jaxrec.report` plots.
         # apache-beam: the Books builder on Beam (DirectRunner; it caps pyarrow < 26).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch>=2.4", "httpx2>=2.0", "tensorboard>=2.15", "matplotlib>=3.7",
-                 "nbclient>=0.9", "ipykernel>=6", "jupytext>=1.15", "apache-beam>=2.77"],
+        # pytest-xdist: .ci/run runs the suite on two workers (-n 2), one per CI core.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch>=2.4", "httpx2>=2.0", "tensorboard>=2.15",
+                 "matplotlib>=3.7", "nbclient>=0.9", "ipykernel>=6", "jupytext>=1.15", "apache-beam>=2.77"],
         # Preprocessing Books on Apache Beam (python -m jaxrec.data.books_beam); Dataflow needs apache-beam[gcp].
         "beam": ["apache-beam>=2.77"],
         "report": ["matplotlib>=3.7"],

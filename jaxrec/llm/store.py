@@ -78,22 +78,14 @@ def host_lock(path: str | os.PathLike):
   only read) or the file system refuses locks.
   """
   path = pathlib.Path(path)
-  try:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path.parent / f".{path.name}.lock", "a")  # noqa: SIM115 (closed below)
-  except OSError:
-    yield
-    return
-  with f:
+  with contextlib.ExitStack() as stack:
     try:
-      fcntl.flock(f, fcntl.LOCK_EX)
+      path.parent.mkdir(parents=True, exist_ok=True)
+      f = stack.enter_context(open(path.parent / f".{path.name}.lock", "a"))
+      fcntl.flock(f, fcntl.LOCK_EX)    # released when the file is closed
     except OSError:
-      yield
-      return
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+      pass
+    yield
 
 
 def texts_sha256(texts: list[str]) -> str:
