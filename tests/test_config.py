@@ -61,7 +61,7 @@ BAD = {
     "ceg.model": ["", 3],
     "ceg.pooling": ["max"],
     "ceg.max_tokens": [0, 1],
-    "ceg.token_budget": [0, 100],          # 100 < max_tokens = 128
+    "ceg.token_budget": [-1, 100],         # 100 < max_tokens = 128 (0 is auto)
     "ceg.dtype": ["float16"],
     "ceg.mesh_model": [0, 1.5],
     "ceg.fsdp": ["yes"],
@@ -197,11 +197,15 @@ def test_changed_fields_accepts_fields_added_since_at_their_default():
 
 
 def test_reading_through_tfds_or_directly_is_the_same_run():
-  """data.via_tfds changes how the files are read, not what is read; data.input changes the batches."""
+  """data.via_tfds changes how the files are read, not what is read, and ceg.token_budget how CEG
+  batches the texts; data.input changes the batches."""
   current = json.loads(config_lib.base_config().to_json_best_effort())
   direct = copy.deepcopy(current)
   direct["data"]["via_tfds"] = not current["data"]["via_tfds"]
   assert config_lib.changed_fields(current, direct) == []
+  batched = copy.deepcopy(current)                 # a run stored before the auto CEG budget
+  batched["ceg"]["token_budget"] = 8192
+  assert config_lib.changed_fields(batched, current) == []
   streamed = copy.deepcopy(current)
   streamed["data"]["input"] = "grain" if current["data"]["input"] != "grain" else "memory"
   assert config_lib.changed_fields(current, streamed) == ["data.input"]

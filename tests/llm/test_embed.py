@@ -58,6 +58,21 @@ def test_plan_batches_bounds_shapes_and_tokens():
   assert [(b, r) for b, r, _ in plan if b == 16] == [(16, 4)]
 
 
+def test_auto_token_budget_resolves_per_backend_and_keeps_the_vectors(tiny_bert, texts_and_reference,
+                                                                     monkeypatch):
+  assert embed.resolve_token_budget(300) == 300
+  assert embed.resolve_token_budget(0) == embed.CPU_TOKEN_BUDGET            # these tests run on CPU
+  monkeypatch.setattr(embed.jax, "default_backend", lambda: "gpu")
+  assert embed.resolve_token_budget(0) == embed.ACCELERATOR_TOKEN_BUDGET
+  monkeypatch.undo()
+  module, params, _ = tiny_bert
+  token_ids, hidden = texts_and_reference
+  auto = embed.embed_texts(module, params, token_ids, pooling="mean", token_budget=0,
+                           mesh=sharding.make_mesh(1))
+  for i, h in enumerate(hidden):
+    np.testing.assert_allclose(auto[i], h.mean(0), atol=1e-4)
+
+
 def test_cache_key_tracks_what_embeddings_depend_on(tmp_path):
   (tmp_path / "config.json").write_text("{}")
   base = embed.cache_key(tmp_path, ["a", "b"], "mean", 128, "float32")
