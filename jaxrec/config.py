@@ -38,7 +38,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.via_tfds = True              # Read files through their TFDS dataset (array_record, prepared once,
                                       # cached in $JAXREC_CACHE/tfds) with grain; False = the direct reader.
   c.data.input = "memory"             # next_item/last training rows: memory (packed once, in memory) | grain
-                                      # (streamed per batch from the users, memory flat in the number of users).
+                                      # (streamed per batch from the users, memory flat in the number of users)
+                                      # | stream (as grain, the users' sequences read from the TFDS dataset's
+                                      # array_record as needed; leave-one-out, via_tfds, no cold items).
   c.data.protocol = "leave_one_out"   # leave_one_out (HSTU: last item test, second-to-last valid) | time_split
                                       # (LEARN's industrial protocol; needs timestamps: MovieLens, Amazon Books).
   c.data.cut_quantile = 0.9           # time_split: the cut time is this quantile of all interaction times.
@@ -221,7 +223,7 @@ RULES: dict[str, tuple] = {
     "data.window_stride": _int(0),
     "data.pack": _BOOL,
     "data.via_tfds": _BOOL,
-    "data.input": _choice("memory", "grain"),
+    "data.input": _choice("memory", "grain", "stream"),
     "data.cold_items": _real(0.0, 1.0, hi_open=True),
     "data.protocol": _choice("leave_one_out", "time_split"),
     "data.cut_quantile": _real(0.0, 1.0, lo_open=True, hi_open=True),
@@ -391,9 +393,19 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if c.loss.objective != "dense_all_action" and c.model.item_tower == "diagonal":
     raise JaxrecError("config.model.item_tower='diagonal' (Variant 2) is a training mode of "
                       "dense_all_action; with next_item an item is always embedded alone (use causal)")
-  if c.data.input == "grain" and c.loss.objective == "dense_all_action":
-    raise JaxrecError("config.data.input='grain' streams next-item rows; loss.objective='dense_all_action' "
-                      "reads its batches in memory: set data.input='memory' or loss.objective='next_item'")
+  if c.data.input != "memory" and c.loss.objective == "dense_all_action":
+    raise JaxrecError(f"config.data.input={c.data.input!r} streams next-item rows; loss.objective="
+                      "'dense_all_action' reads its batches in memory: set data.input='memory' or "
+                      "loss.objective='next_item'")
+  if c.data.input == "stream":
+    needs = [want for want, bad in (("data.via_tfds=True", not c.data.via_tfds),
+                                    ("data.protocol='leave_one_out'", c.data.protocol != "leave_one_out"),
+                                    ("data.cold_items=0", c.data.cold_items > 0),
+                                    ("a dataset read from files (not synthetic_demo)",
+                                     c.data.kind == "synthetic_demo")) if bad]
+    if needs:
+      raise JaxrecError("config.data.input='stream' reads the training sequences from the TFDS users "
+                        f"split; it needs {', '.join(needs)} (or set data.input='grain')")
   if c.data.protocol == "time_split" and c.data.cold_items > 0:
     raise JaxrecError("config.data.cold_items (the cold-item protocol) is defined on leave-one-out; "
                       "set data.protocol='leave_one_out' or data.cold_items=0")

@@ -181,9 +181,7 @@ def _banner(title: str) -> None:
 def load_data(config: ml_collections.ConfigDict):
   """The dataset, its split (data.protocol) and the cold items (empty unless data.cold_items)."""
   d = config.data
-  kwargs = {"num_users": d.demo_users, "num_items": d.demo_items, "seed": config.seed} \
-      if d.kind == "synthetic_demo" else ({"name": d.name} if d.kind == "lcrec_json" and d.name else {})
-  load = lambda: registry.load_dataset(d.kind, d.path or None, via_tfds=d.via_tfds, **kwargs)
+  load = lambda: registry.load_dataset(d.kind, d.path or None, via_tfds=d.via_tfds, **_reader_options(config))
   if jax.process_count() > 1 and d.via_tfds and d.kind != "synthetic_demo":
     # Processes on one host share the TFDS cache: process 0 prepares it, the others read it after.
     dataset = load() if distributed.is_main() else None
@@ -207,6 +205,13 @@ def load_data(config: ml_collections.ConfigDict):
   return dataset, split, cold
 
 
+def _reader_options(config: ml_collections.ConfigDict) -> dict:
+  d = config.data
+  if d.kind == "synthetic_demo":
+    return {"num_users": d.demo_users, "num_items": d.demo_items, "seed": config.seed}
+  return {"name": d.name} if d.kind == "lcrec_json" and d.name else {}
+
+
 def training_input(config: ml_collections.ConfigDict, split) -> tuple[int, Any]:
   """(steps per epoch, step -> host batch) for the configured objective."""
   d, bs, seed = config.data, config.train.batch_size, config.seed
@@ -215,8 +220,12 @@ def training_input(config: ml_collections.ConfigDict, split) -> tuple[int, Any]:
     return per_epoch, lambda step: batching.train_batch(
         split.train, step, batch_size=bs, seed=seed, max_history=d.max_history,
         target_len=d.target_len, mode=d.cut)
-  if d.input == "grain":
-    rows = grain_input.GrainInput(split.train, max_history=d.max_history, batch_size=bs, seed=seed,
+  if d.input in ("grain", "stream"):
+    # stream: the training sequences are read from the TFDS users split as blocks need them, not
+    # taken from the in-memory split (the same sequences: leave-one-out's, no cold items).
+    train = split.train if d.input == "grain" else grain_input.LeaveOneOutTrain(
+        registry.users_source(d.kind, d.path, **_reader_options(config)))
+    rows = grain_input.GrainInput(train, max_history=d.max_history, batch_size=bs, seed=seed,
                                   objective=config.loss.objective, pack=d.pack, stride=d.window_stride)
     return rows.steps_per_epoch, prefetch.Prefetched(rows.batch)    # packs ahead while the device steps
   rows = packing.pack(split.train, d.max_history, config.loss.objective, d.pack, d.window_stride)

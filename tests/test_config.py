@@ -139,6 +139,18 @@ def test_grain_input_rejects_the_dense_all_action_objective():
     config_lib.validate(c)
 
 
+def test_stream_input_names_what_it_needs():
+  c = _with("data.input", "stream")                 # on the default synthetic_demo
+  c.loss.objective = "next_item"
+  with pytest.raises(JaxrecError, match="input='stream'.*not synthetic_demo"):
+    config_lib.validate(c)
+  c.data.kind, c.data.path, c.data.via_tfds, c.data.cold_items = "lcrec_json", "/data/office", False, 0.1
+  with pytest.raises(JaxrecError, match=r"needs data.via_tfds=True, data.cold_items=0 \("):
+    config_lib.validate(c)
+  c.data.via_tfds, c.data.cold_items = True, 0.0
+  config_lib.validate(c)
+
+
 def _with(path: str, value) -> ml_collections.ConfigDict:
   d = config_lib.base_config().to_dict()
   section, _, key = path.rpartition(".")

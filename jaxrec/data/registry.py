@@ -72,3 +72,18 @@ def load_dataset(kind: str, path: str | None = None, via_tfds: bool = True, **kw
   if via_tfds and kind in _TFDS_LOADERS:
     return _TFDS_LOADERS[kind](*args, **{k: v for k, v in kwargs.items() if v is not None})
   return loader(*args, **kwargs)
+
+
+def users_source(kind: str, path: str, **kwargs):
+  """The `users` split of kind's TFDS dataset (prepared once, as `load_dataset` does): a lazy
+  random-access source that reads records from array_record on demand, so training input can stream
+  from it instead of holding every sequence (`grain_input.LeaveOneOutTrain`)."""
+  if kind not in SOURCES:
+    raise JaxrecError(f"dataset kind {kind!r} has no TFDS dataset to stream from; kinds that do: "
+                      f"{', '.join(SOURCES)}")
+  options = {k: v for k, v in kwargs.items() if v is not None}
+  if kind == "amazon_books":
+    builder = tfds_books.prepare(path, tfds_books.default_data_dir(), **options)
+  else:
+    builder = tfds_builder.prepare(SOURCES[kind], path, tfds_builder.default_data_dir(), options)
+  return builder.as_data_source()["users"]

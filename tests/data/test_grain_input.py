@@ -86,6 +86,37 @@ def test_training_with_grain_input_learns_and_resumes_exactly(tmp_path):
   assert resumed["test"] == full["test"] and resumed["valid_history"] == full["valid_history"]
 
 
+def test_stream_input_reads_the_tfds_users_split_learns_and_resumes_exactly(tmp_path, monkeypatch):
+  """data.input='stream' takes the training sequences from the array_record users split (the demo
+  data written in LC-Rec's format), not from the in-memory split; it learns and resumes exactly.
+  (TFDS stores users in its own order, so its blocks, and so its batches, differ from grain's.)"""
+  import json
+  from jaxrec import train
+  from jaxrec.data import synthetic
+  from test_train import tiny_config
+  monkeypatch.setenv("JAXREC_CACHE", str(tmp_path / "cache"))
+  demo = synthetic.make_demo(240, 120, 0)
+  folder = tmp_path / "demo"
+  folder.mkdir()
+  (folder / "Demo.item.json").write_text(json.dumps(dict(zip(demo.item_ids, demo.item_fields))))
+  (folder / "Demo.inter.json").write_text(json.dumps(
+      {u: [int(demo.item_ids[i]) for i in s] for u, s in zip(demo.user_ids, demo.sequences)}))
+  opened = []
+  real = registry.users_source
+  monkeypatch.setattr(registry, "users_source", lambda *a, **k: opened.append(a) or real(*a, **k))
+  config = tiny_config(data={"kind": "lcrec_json", "path": str(folder), "input": "stream"},
+                       train={"num_epochs": 12, "eval_every": 60},
+                       loss={"objective": "next_item", "negatives": "full"}, model={"item_tower": "input"})
+  full = train.train_and_evaluate(config, tmp_path / "full")
+  assert opened == [("lcrec_json", str(folder))]
+  # As the grain and in-memory runs: above chance (10/110) and the popularity ranking.
+  assert full["test"]["HR@10"] > 2 * 10 / 110
+  assert full["test"]["NDCG@10"] > full["popularity_test"]["NDCG@10"]
+  assert train.train_and_evaluate(config, tmp_path / "resumed", stop_after_steps=77) is None
+  resumed = train.train_and_evaluate(config, tmp_path / "resumed")
+  assert resumed["test"] == full["test"] and resumed["valid_history"] == full["valid_history"]
+
+
 def test_last_objective_supervises_each_users_final_target_once():
   train = _train()
   g = grain_input.GrainInput(train, max_history=8, batch_size=5, seed=1, objective="last", block_users=9)
