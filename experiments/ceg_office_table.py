@@ -33,10 +33,11 @@ ROWS = [  # (label, result files, command, note)
      "run before `:smollm2` standardised its content; SmolLM2's CEG took 56 min on the shared "
      "2-core CPU, then cached"),
     ("SmolLM2-135M (LLM) content + ID, content standardised (`:smollm2`, validation-best)",
-     ["office-smollm2-standardize"],
+     ["office-smollm2-standardize", "office-smollm2-standardize-seed1", "office-smollm2-standardize-seed2"],
      "python -m jaxrec.main --config=configs/office.py:smollm2 "
      "--workdir=/work/scratch-cegshard/office-smollm2-std",
-     "run as `--config.ceg.normalize=standardize`, since made the recipe's setting"),
+     "seed 0 run as `--config.ceg.normalize=standardize`, since made the recipe's setting; seeds 1 and 2: "
+     "experiments/quality_queue_12.sh"),
 ]
 
 
