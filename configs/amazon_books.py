@@ -42,8 +42,8 @@ item texts of ~130 tokens is ~1.3e18 FLOP, ~55 minutes on one H100 (bf16,
 run preprocesses the raw files and writes the TFDS array_record dataset in
 ~260 CPU seconds at 2.3 GiB peak RSS; later runs read it back and pack the
 training rows in ~2 minutes at 2.1 GiB. `--config.data.input=stream` reads
-the training sequences from that dataset as they are needed instead (0.44
-GiB for the input; evaluation still loads every user's history).
+the training sequences from that dataset as they are needed instead; it
+saves no memory yet, since evaluation still loads every user's history.
 
 Variant `:small` runs on a CPU in minutes on a sample in the real format:
 

@@ -11,10 +11,11 @@ that its peak RSS (getrusage) is its own:
   load      `train.load_data` of the full config on the prepared dataset: the
             RecDataset read back, leave-one-out split (a later run's data stage),
             then the first batch of `train.training_input`
-  stream    the training rows streamed from the users split without building the
-            RecDataset: `grain_input.GrainInput` over `LeaveOneOutTrain` of
-            `tfds.data_source` (its construction packs every block once to count
-            rows), then a few batches, and the same batches again after a restart
+  stream    the input `data.input=stream` builds, made directly in a process that
+            never builds the RecDataset: `grain_input.GrainInput` over
+            `LeaveOneOutTrain` of the users split (its construction packs every
+            block once to count rows), then a few batches, and each again from a
+            newly built input (a restart)
 
 The synthetic pair (`jaxrec.data.books_synthetic`, the real row count and
 file sizes, power-law activity and popularity) is written first unless
@@ -130,7 +131,7 @@ def markdown(r: dict, command: str) -> str:
       f"run's data stage) | {l['load_data_s']} | | {l['peak_rss_load_gib']} GiB |",
       f"| then `train.training_input` and its first batch (in-memory packing) | {l['training_input_s']} | "
       f"{l['cpu_s']} (load + input) | {l['peak_rss_gib']} GiB |",
-      f"| stream: `GrainInput` over the lazy users split, construction (packs every block once) | "
+      f"| stream: `GrainInput` over the lazy users split, made directly, construction (packs every block once) | "
       f"{s['construct_s']} | | |",
       f"| stream: a batch of {r['batch_size']} rows (mean of 4) | {s['mean_batch_s']} | {s['cpu_s']} (all of "
       f"stream) | {s['peak_rss_gib']} GiB |", "",

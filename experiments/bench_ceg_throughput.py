@@ -1,8 +1,9 @@
 r"""CEG throughput: jaxrec (JAX/Flax) against transformers PyTorch, same texts, same batches.
 
 For each model (MiniLM = BERT, SmolLM2 = Llama-style LLM) the Office item texts
-are tokenised once and planned once (`embed.plan_batches`: length-sorted,
-token-budget batches over a few bucketed shapes); both frameworks then embed
+are tokenised once and planned once per token budget (`embed.plan_batches`:
+length-sorted, token-budget batches over a few bucketed shapes; `--token_budgets`
+gives one row each, 0 = jaxrec's default for the backend); both frameworks then embed
 exactly those padded batches with mean pooling, in one process. After jaxrec's
 first pass (it compiles one program per shape) and PyTorch's warm-up batch, the
 timed pass alternates: each batch is embedded by jaxrec, then by PyTorch, so a
@@ -24,6 +25,7 @@ cuda), and jaxrec's attention takes cuDNN (`ceg.attention_impl=auto`).
 import argparse
 import importlib.util
 import json
+import os
 import pathlib
 import platform
 import sys
@@ -151,8 +153,10 @@ def bench(name: str, texts: list[str], args) -> list[dict]:
   model = torch_model(model_dir, module, params, tdtype, device)
   quiet = tqdm(disable=True)
   rows = []
-  for requested in args.token_budgets:
-    budget = embed.resolve_token_budget(requested)
+  budgets = dict.fromkeys(embed.resolve_token_budget(b) for b in args.token_budgets)   # 0 may be 8192
+  for budget in budgets:
+    requested = budget if budget in args.token_budgets else 0
+    jax.clear_caches()                # each budget's "incl. compile" pass compiles all of its shapes
     plan = embed.plan_batches(lengths, budget, 1)
     start = time.perf_counter()
     embed.embed_texts(module, params, token_ids, pooling="mean", token_budget=budget, mesh=mesh,
@@ -249,7 +253,8 @@ def main() -> None:
     texts = [texts[i] for i in np.linspace(0, len(texts) - 1, args.items).astype(int)]
   env = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
          "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-         "machine": platform.machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+         "machine": platform.machine(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+         "load_average_at_start": round(os.getloadavg()[0], 2)}
   rows = []
   for name in args.models.split(","):
     rows += bench(name, texts, args)

@@ -52,7 +52,7 @@ def main() -> None:
            "adapter + PCA-initialised IDs, width 128, tau 0.1) with only the content model changed; "
            "± = std over seeds 0, 1, 2. Built by `python experiments/ceg_office_table.py` from "
            "experiments/results/quality_runs/. SmolLM2's content normalisation was chosen on "
-           "validation (NDCG@10 0.0885 standardised against 0.0787 L2-normalised); MiniLM's "
+           "validation with seed 0 (NDCG@10 0.0885 standardised against 0.0787 L2-normalised); MiniLM's "
            "rows use L2 (standardising MiniLM was not tried).", "",
            "| content | seeds | valid NDCG@10 | " + " | ".join(METRICS) + " |",
            "|---|---|---|" + "---|" * len(METRICS)]

@@ -295,8 +295,8 @@ def run_identity(config_json: dict) -> dict:
   """What makes two runs the same run: the config without `dist` (how many processes
   a run spans, and which one reads it, may change when it resumes), without
   `data.via_tfds` (the TFDS copy reads back exactly what the direct reader gives)
-  and without `ceg.token_budget` (how CEG batches the texts, not what it computes:
-  the store is keyed without it)."""
+  and without `ceg.token_budget` (how CEG batches the texts: it changes float
+  rounding only, and the store is keyed without it)."""
   if not isinstance(config_json, dict):
     return config_json
   out = {k: v for k, v in config_json.items() if k != "dist"}

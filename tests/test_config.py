@@ -149,6 +149,9 @@ def test_stream_input_names_what_it_needs():
     config_lib.validate(c)
   c.data.via_tfds, c.data.cold_items = True, 0.0
   config_lib.validate(c)
+  c.data.protocol = "time_split"
+  with pytest.raises(JaxrecError, match=r"input='stream'.*needs data.protocol='leave_one_out' \("):
+    config_lib.validate(c)
 
 
 def _with(path: str, value) -> ml_collections.ConfigDict:

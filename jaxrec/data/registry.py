@@ -76,8 +76,8 @@ def load_dataset(kind: str, path: str | None = None, via_tfds: bool = True, **kw
 
 def users_source(kind: str, path: str, **kwargs):
   """The `users` split of kind's TFDS dataset (prepared once, as `load_dataset` does): a lazy
-  random-access source that reads records from array_record on demand, so training input can stream
-  from it instead of holding every sequence (`grain_input.LeaveOneOutTrain`)."""
+  random-access source that reads records from array_record on demand, so training input can be
+  read from it rather than from the in-memory split (`grain_input.LeaveOneOutTrain`)."""
   if kind not in SOURCES:
     raise JaxrecError(f"dataset kind {kind!r} has no TFDS dataset to stream from; kinds that do: "
                       f"{', '.join(SOURCES)}")

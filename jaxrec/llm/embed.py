@@ -124,9 +124,10 @@ def padding_fraction(lengths: np.ndarray, plan: list[tuple[int, int, np.ndarray]
 
 
 # ceg.token_budget = 0 ("auto"): tokens a CEG batch holds on this backend. On CPU small batches
-# are faster for both jaxrec and PyTorch (their activations stay in cache; SmolLM2: 1530 against 962
-# tok/s at 1024 against 8192 tokens, experiments/results/ceg_token_budget.md); accelerators want
-# large batches to fill their matrix units.
+# are faster for both jaxrec and PyTorch (SmolLM2 over the Office catalogue: 1,303 against 858 tok/s
+# at 1,024 against 8,192 tokens, experiments/results/ceg_throughput_catalogue.md; presumably the
+# activations stay in cache, not profiled); accelerators want large batches to fill their matrix
+# units (not measured here).
 CPU_TOKEN_BUDGET = 1024
 ACCELERATOR_TOKEN_BUDGET = 8192
 
@@ -196,9 +197,11 @@ def embed_texts(module, params, token_ids: list[list[int]], *, pooling: str, tok
   if done is None:
     done = np.zeros(n, bool)
   todo = np.flatnonzero(~done)
-  plan = plan_batches(lengths[todo], resolve_token_budget(token_budget), mesh.shape["data"])
-  log.info("CEG: %d items in %d batches of %d shapes, %.1f%% padding", len(todo), len(plan),
-           len({(blen, rows) for blen, rows, _ in plan}), 100 * padding_fraction(lengths[todo], plan))
+  budget = resolve_token_budget(token_budget)
+  plan = plan_batches(lengths[todo], budget, mesh.shape["data"])
+  log.info("CEG: %d items in %d batches of %d shapes (%d tokens a batch), %.1f%% padding", len(todo),
+           len(plan), len({(blen, rows) for blen, rows, _ in plan}), budget,
+           100 * padding_fraction(lengths[todo], plan))
   params = _on_mesh(params, mesh)
   own_bar = bar is None
   if own_bar:

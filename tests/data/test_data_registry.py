@@ -35,3 +35,9 @@ def test_folder_kinds_need_a_path(tmp_path):
   (tmp_path / "T.inter.json").write_text(json.dumps({"0": [0]}))
   data = registry.load_dataset("lcrec_json", str(tmp_path), name="T")
   assert data.num_interactions == 1
+
+
+def test_users_source_of_a_kind_without_a_tfds_dataset_is_one_clear_error():
+  with pytest.raises(JaxrecError, match="synthetic_demo.* has no TFDS dataset to stream from; kinds that do: "
+                                        "amazon_books, lcrec_json"):
+    registry.users_source("synthetic_demo", "/nowhere")
