@@ -11,8 +11,8 @@
 #             output is this script's; the others' goes to stderr, each line
 #             prefixed "[process i]". SIGTERM / SIGINT are passed to every process
 #             (as a TPU preemption reaches every worker); when one process fails,
-#             the others are stopped. Exit status: process 0's, or the first other
-#             non-zero one.
+#             the others are stopped. Exit status: the first non-zero one seen (not
+#             the 143 of a process this script stopped after it), else 0.
 # otherwise   on the slice in $TPU_NAME / $ZONE (see common.sh): ssh --worker=all runs
 #             the command on every worker (JAX finds the slice's coordinator) and
 #             streams their output here; --workdir=gs://BUCKET/RUN becomes the
@@ -65,6 +65,7 @@ if [[ "$LOCAL" -gt 0 ]]; then
   # collective, so they are stopped: SIGTERM, then SIGKILL 30 s later.
   declare -A rcs=()
   failed_at=""
+  first_rc=0
   while [[ ${#rcs[@]} -lt $LOCAL ]]; do
     for ((i = 0; i < LOCAL; i++)); do
       [[ -n "${rcs[$i]:-}" ]] && continue
@@ -72,6 +73,7 @@ if [[ "$LOCAL" -gt 0 ]]; then
         set +e; wait "${pids[$i]}"; rcs[$i]=$?; set -e
         if [[ "${rcs[$i]}" -ne 0 && -z "$failed_at" ]]; then
           failed_at=$SECONDS
+          first_rc="${rcs[$i]}"
           [[ "${rcs[$i]}" -gt 128 ]] || forward TERM   # a signal reaches the others itself
         fi
       fi
@@ -79,11 +81,8 @@ if [[ "$LOCAL" -gt 0 ]]; then
     if [[ -n "$failed_at" && $((SECONDS - failed_at)) -gt 30 ]]; then forward KILL; fi
     sleep 0.2
   done
-  status="${rcs[0]}"
-  for ((i = 1; i < LOCAL; i++)); do
-    [[ "$status" -eq 0 ]] && status="${rcs[$i]}"
-  done
-  exit "$status"
+  # The first failure is the cause: processes stopped after it exit 143 whatever they were doing.
+  exit "$first_rc"
 fi
 
 require_tpu
