@@ -6,7 +6,6 @@ the files' fingerprint) and read back with grain. `via_tfds=False` calls the
 direct reader instead (the reference; faster for tiny test folders).
 """
 
-import functools
 import inspect
 from collections.abc import Callable
 
@@ -43,10 +42,16 @@ SOURCES: dict[str, tfds_builder.Source] = {
         files=movielens.files_latest_small, item_fields=("title", "genres", "tags"),
         description="MovieLens latest-small"),
 }
-# Books prepares through its own builder (manual_dir / download), the others through the generic one.
-_TFDS_LOADERS: dict[str, Callable[..., RecDataset]] = {
-    "amazon_books": tfds_books.load,
-    **{k: functools.partial(tfds_builder.load, s) for k, s in SOURCES.items() if k != "amazon_books"}}
+
+
+def _prepared(kind: str, path: str, **options) -> tfds_builder.RecBuilder:
+  """kind's TFDS builder of the files in `path`, prepared (array_record) under the default data dir
+  once; Books prepares through its own builder (manual_dir / download), the others through the
+  generic one."""
+  options = {k: v for k, v in options.items() if v is not None}
+  if kind == "amazon_books":
+    return tfds_books.prepare(path, tfds_books.default_data_dir(), **options)
+  return tfds_builder.prepare(SOURCES[kind], path, tfds_builder.default_data_dir(), options)
 
 
 def load_dataset(kind: str, path: str | None = None, via_tfds: bool = True, **kwargs) -> RecDataset:
@@ -69,8 +74,8 @@ def load_dataset(kind: str, path: str | None = None, via_tfds: bool = True, **kw
     raise JaxrecError(
         f"dataset kind {kind!r} got options {sorted(kwargs)}; valid options: "
         f"{', '.join(params) or 'none'}") from None
-  if via_tfds and kind in _TFDS_LOADERS:
-    return _TFDS_LOADERS[kind](*args, **{k: v for k, v in kwargs.items() if v is not None})
+  if via_tfds and kind in SOURCES:
+    return tfds_builder.read(_prepared(kind, *args, **kwargs))
   return loader(*args, **kwargs)
 
 
@@ -81,9 +86,4 @@ def users_source(kind: str, path: str, **kwargs):
   if kind not in SOURCES:
     raise JaxrecError(f"dataset kind {kind!r} has no TFDS dataset to stream from; kinds that do: "
                       f"{', '.join(SOURCES)}")
-  options = {k: v for k, v in kwargs.items() if v is not None}
-  if kind == "amazon_books":
-    builder = tfds_books.prepare(path, tfds_books.default_data_dir(), **options)
-  else:
-    builder = tfds_builder.prepare(SOURCES[kind], path, tfds_builder.default_data_dir(), options)
-  return builder.as_data_source()["users"]
+  return _prepared(kind, path, **kwargs).as_data_source()["users"]

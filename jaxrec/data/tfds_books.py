@@ -87,8 +87,3 @@ def prepare(path: str | os.PathLike, data_dir: str | os.PathLike, download: bool
 
 read = tfds_builder.read
 default_data_dir = tfds_builder.default_data_dir
-
-
-def load(path: str | os.PathLike) -> ds.RecDataset:
-  """The registry's loader for kind amazon_books: prepare once (cached), then read."""
-  return read(prepare(path, default_data_dir()))

@@ -237,8 +237,3 @@ def default_data_dir() -> pathlib.Path:
   """$JAXREC_CACHE/tfds, else ~/.cache/jaxrec/tfds (the data folder may be read-only)."""
   root = os.environ.get("JAXREC_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jaxrec")
   return pathlib.Path(root) / "tfds"
-
-
-def load(source: Source, path: str | os.PathLike, **options) -> ds.RecDataset:
-  """Prepare once (cached under default_data_dir(), keyed by the fingerprint), then read with grain."""
-  return read(prepare(source, path, default_data_dir(), options))
