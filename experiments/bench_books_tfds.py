@@ -11,11 +11,14 @@ that its peak RSS (getrusage) is its own:
   load      `train.load_data` of the full config on the prepared dataset: the
             RecDataset read back, leave-one-out split (a later run's data stage),
             then the first batch of `train.training_input`
-  stream    the input `data.input=stream` builds, made directly in a process that
-            never builds the RecDataset: `grain_input.GrainInput` over
-            `LeaveOneOutTrain` of the users split (its construction packs every
-            block once to count rows), then a few batches, and each again from a
-            newly built input (a restart)
+  stream    the same with `data.input=stream`, which never builds the RecDataset:
+            `train.load_data` (the items, and one pass over the users split for the
+            split's targets, counts and lengths), `train.training_input` (a
+            `GrainInput` over the lazy users split, whose construction packs every
+            block once to count rows), a few batches and each again from a newly
+            built input (a restart); then the host side of a full validation
+            (every history read back and tokenised, a chunk of users at a time)
+            and an exact popularity ranking of the first users
 
 The synthetic pair (`jaxrec.data.books_synthetic`, the real row count and
 file sizes, power-law activity and popularity) is written first unless
@@ -78,29 +81,42 @@ print(json.dumps({{"load_data_s": round(t1 - t0, 1), "training_input_s": round(t
 STREAM = f"""
 import hashlib, importlib.util, json, resource, sys, time
 import numpy as np
-from jaxrec.data import grain_input, tfds_books
+from jaxrec import evaluate, sharding, train
+from jaxrec.data import batching
 spec = importlib.util.spec_from_file_location("c", sys.argv[1]); m = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(m)
-cfg = m.get_config()
-builder = tfds_books.prepare(sys.argv[2], sys.argv[3])
+cfg = m.get_config(); cfg.data.path = sys.argv[2]; cfg.data.input = "stream"
 t0 = time.perf_counter()
-users = builder.as_data_source()["users"]
-make = lambda: grain_input.GrainInput(grain_input.LeaveOneOutTrain(users), max_history=cfg.data.max_history,
-                                      batch_size=cfg.train.batch_size, seed=cfg.seed,
-                                      objective=cfg.loss.objective, pack=cfg.data.pack,
-                                      stride=cfg.data.window_stride)
-rows = make()
+catalogue, split, _ = train.load_data(cfg)
 t1 = time.perf_counter()
+rss_load = {_RSS}
+per_epoch, batch_at = train.training_input(cfg, split)
+t2 = time.perf_counter()
 digest = lambda b: hashlib.sha256(b"".join(np.ascontiguousarray(b[k]).tobytes() for k in sorted(b))).hexdigest()
-steps = [0, 1, 2, rows.steps_per_epoch // 2]
+steps = [0, 1, 2, per_epoch // 2]
 t = time.perf_counter()
-first = [digest(rows.batch(s)) for s in steps]
+first = [digest(batch_at(s)) for s in steps]
 batch_s = (time.perf_counter() - t) / len(steps)
-again = [digest(make().batch(s)) for s in reversed(steps)][::-1]    # each from a new input: a restart at s
-print(json.dumps({{"construct_s": round(t1 - t0, 1), "mean_batch_s": round(batch_s, 2),
-                  "steps_per_epoch": rows.steps_per_epoch, "rows": rows.num_rows,
-                  "same_batches_after_restart": first == again, "cpu_s": round({_CPU}, 1),
-                  "peak_rss_gib": round({_RSS}, 2)}}))
+again = [digest(train.training_input(cfg, split)[1](s)) for s in reversed(steps)][::-1]   # a restart at s
+rss_input = {_RSS}
+t3 = time.perf_counter()
+h = split.valid.histories               # the host side of a full validation: read back, tokenised
+for a in range(0, len(h), evaluate.HOST_USERS):
+  hist = tuple(h[a:a + evaluate.HOST_USERS])
+  batching.to_tokens(hist, cfg.data.max_history)
+t4 = time.perf_counter()
+k = int(sys.argv[3])                    # and an exact popularity ranking of the first users, on this CPU
+pop = evaluate.popularity_ranks(train.train_counts(split, catalogue.num_items).items,
+                                split.test.histories[:k], split.test.targets[:k], mesh=sharding.make_mesh(1))
+t5 = time.perf_counter()
+print(json.dumps({{"load_data_s": round(t1 - t0, 1), "peak_rss_load_gib": round(rss_load, 2),
+                  "construct_s": round(t2 - t1, 1), "mean_batch_s": round(batch_s, 2),
+                  "steps_per_epoch": per_epoch, "same_batches_after_restart": first == again,
+                  "peak_rss_input_gib": round(rss_input, 2), "valid_users": len(h),
+                  "eval_host_pass_s": round(t4 - t3, 1), "popularity_users": len(pop),
+                  "popularity_s": round(t5 - t4, 1),
+                  "popularity_hr10": evaluate.metrics_from_ranks(pop, (10,))["HR@10"],
+                  "stats": catalogue.stats(), "cpu_s": round({_CPU}, 1), "peak_rss_gib": round({_RSS}, 2)}}))
 """
 
 
@@ -131,13 +147,19 @@ def markdown(r: dict, command: str) -> str:
       f"run's data stage) | {l['load_data_s']} | | {l['peak_rss_load_gib']} GiB |",
       f"| then `train.training_input` and its first batch (in-memory packing) | {l['training_input_s']} | "
       f"{l['cpu_s']} (load + input) | {l['peak_rss_gib']} GiB |",
-      f"| stream: `GrainInput` over the lazy users split, made directly, construction (packs every block once) | "
-      f"{s['construct_s']} | | |",
-      f"| stream: a batch of {r['batch_size']} rows (mean of 4) | {s['mean_batch_s']} | {s['cpu_s']} (all of "
-      f"stream) | {s['peak_rss_gib']} GiB |", "",
+      f"| stream: `train.load_data` with `data.input=stream` (items + one pass over the users split) | "
+      f"{s['load_data_s']} | | {s['peak_rss_load_gib']} GiB |",
+      f"| stream: then `train.training_input` (`GrainInput` over the lazy users split; packs every block "
+      f"once) | {s['construct_s']} | | |",
+      f"| stream: a batch of {r['batch_size']} rows (mean of 4; then each again after a restart) | "
+      f"{s['mean_batch_s']} | | {s['peak_rss_input_gib']} GiB |",
+      f"| stream: host side of a full validation ({s['valid_users']:,} histories read back and "
+      f"tokenised, {r['host_users']:,} users at a time) | {s['eval_host_pass_s']} | | |",
+      f"| stream: popularity ranks of the first {s['popularity_users']:,} test users (exact, on this CPU) | "
+      f"{s['popularity_s']} | {s['cpu_s']} (all of stream) | {s['peak_rss_gib']} GiB |", "",
       f"Prepared dataset: {p['users']:,} users and {p['items']:,} items, {gib(p['array_record_bytes'])} on disk. "
       f"Steps per epoch at batch {r['batch_size']}: {l['steps_per_epoch']:,} (memory input), "
-      f"{s['steps_per_epoch']:,} (streamed; {s['rows']:,} packed rows). Streamed batches identical after a "
+      f"{s['steps_per_epoch']:,} (streamed). Streamed batches identical after a "
       f"restart: {s['same_batches_after_restart']}.", ""])
 
 
@@ -148,8 +170,11 @@ def main() -> None:
   p.add_argument("--ratings", type=int, default=22_500_000)
   p.add_argument("--users", type=int, default=8_000_000)
   p.add_argument("--items", type=int, default=2_300_000)
+  p.add_argument("--popularity_users", type=int, default=4096,
+                 help="test users the stream step ranks by popularity (exact; a full pass is long on CPU)")
   p.add_argument("--keep", action="store_true", help="keep the synthetic files and the prepared dataset")
   a = p.parse_args()
+  from jaxrec import evaluate
   from jaxrec.data import books_synthetic
   work = pathlib.Path(a.work).resolve()
   files, cache = work / "files", work / "cache"
@@ -160,7 +185,7 @@ def main() -> None:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   result = {"shape": {"ratings": a.ratings, "users": a.users, "items": a.items},
-            "batch_size": module.get_config().train.batch_size,
+            "batch_size": module.get_config().train.batch_size, "host_users": evaluate.HOST_USERS,
             "machine": f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at start"}
   try:
     if not all((files / f).is_file() for f in (books_synthetic.RATINGS_FILE, books_synthetic.META_FILE)):
@@ -175,7 +200,7 @@ def main() -> None:
     print("prepare", result["prepare"], flush=True)
     result["load"] = run_child(LOAD, config, str(files), cache=cache)
     print("load", result["load"], flush=True)
-    result["stream"] = run_child(STREAM, config, str(files), str(data_dir), cache=cache)
+    result["stream"] = run_child(STREAM, config, str(files), str(a.popularity_users), cache=cache)
     print("stream", result["stream"], flush=True)
   finally:
     if not a.keep:

@@ -67,8 +67,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike, overwrite
                 for h in split.test.histories]
   users = _unit(embed.content_embeddings(user_texts, max_tokens=c.history_max_tokens,
                                          label=f"{dataset.name}-histories", **embed_kw))
-  ranks = evaluate.rank_targets(users, items, split.test.targets,
-                                evaluate.batching.pad_items(split.test.histories), mesh,
+  ranks = evaluate.rank_targets(users, items, split.test.targets, tuple(split.test.histories), mesh,
                                 chunk=config.eval.user_chunk, **evaluate.eval_options(config.eval))
   results = {"method": "baseline_v1", "valid": None,
              **train.test_report(config, dataset, split, cold, ranks, mesh),

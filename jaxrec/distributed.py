@@ -159,7 +159,7 @@ def rank_users(rank_fn: Callable[[Any, np.ndarray, Mesh], np.ndarray], histories
   users = len(targets)
   share = -(-users // n)
   a, b = min(users, jax.process_index() * share), min(users, (jax.process_index() + 1) * share)
-  part = rank_fn(tuple(histories[a:b]), targets[a:b], local_mesh(mesh)) if b > a else None
+  part = rank_fn(histories[a:b], targets[a:b], local_mesh(mesh)) if b > a else None
   cols = np.asarray(targets).reshape(users, -1).shape[1]
   padded = np.full((share, cols), -1, np.int32)
   if part is not None:

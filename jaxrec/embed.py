@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
                            config.ceg.model)
     workdir.check_folder(workdir.cache_folder(config), "embedding cache folder",
                          "set $JAXREC_CACHE or config.ceg.cache_dir to a writable folder")
-    dataset, _, _ = train.load_data(config)
+    dataset = train.load_items(config)
     texts = train.item_texts(config, dataset)
     mesh = sharding.make_mesh(config.mesh.num_devices)
     start = time.perf_counter()

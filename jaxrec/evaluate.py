@@ -2,8 +2,11 @@
 
 Every item of the catalogue is scored for every user (no sampled negatives);
 the user's history items are excluded from the ranking (the target itself is
-never excluded, so a repeat purchase can still be a hit). Users are processed
-in fixed-size chunks, padded, so memory is bounded and nothing recompiles;
+never excluded, so a repeat purchase can still be a hit). Users are read
+HOST_USERS at a time (histories may be lazy views of a dataset on disk) and
+sent to the device in fixed-size blocks, padded, so memory is bounded; a block
+pads its exclusion lists to its own longest history rounded up to a power of
+two (topk.pad_lists), so a few shapes compile, not one per block;
 and each block is scanned over the items in chunks (jaxrec/topk.py), so no
 users x items matrix exists and the item table may be replicated or sharded
 over the mesh (config eval.shard_items); ranks are integers and metrics are
@@ -25,6 +28,7 @@ whose parameters are NaN put every target at the top: HR = NDCG = 1.0.)
 
 import functools
 import math
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +37,7 @@ from jax.sharding import Mesh
 
 from jaxrec import sharding
 from jaxrec import topk
-from jaxrec.data import batching
+from jaxrec.data import batching, splits
 from jaxrec.model.towers import LearnTowers
 
 DEFAULT_KS = (10, 50, 200)
@@ -80,12 +84,13 @@ def user_embeddings(model: LearnTowers, params, content, histories: np.ndarray, 
   return jnp.concatenate(out)
 
 
-def rank_targets(user_emb, item_emb, targets: np.ndarray, exclude: np.ndarray, mesh: Mesh,
+def rank_targets(user_emb, item_emb, targets: np.ndarray, exclude, mesh: Mesh,
                  chunk: int = 256, *, item_chunk: int = 8192, shard_items: bool = False,
                  approx_recall: float = 0.0, max_k: int = max(DEFAULT_KS)) -> np.ndarray:
   """[U, T] integer ranks (0 = top) of each user's targets; -1 where padded.
 
-  Exact (topk.scan: items scanned in chunks of `item_chunk`, the item table
+  `exclude`: the item ids each user never gets, [U, H] (-1 padded) or one 1-D
+  array a user (topk.scan pads those block by block). Exact (topk.scan: items scanned in chunks of `item_chunk`, the item table
   replicated or sharded over the mesh). With approx_recall > 0 the ranks come
   from an approximate top-`max_k` list instead (`lax.approx_max_k`): a target
   outside it is UNRANKED, so only metrics at K <= max_k are meaningful.
@@ -100,8 +105,10 @@ def rank_targets(user_emb, item_emb, targets: np.ndarray, exclude: np.ndarray, m
                                                     exclude=exclude, **kw)] or [targets])
 
 
-def _without_targets(exclude: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def _without_targets(exclude, targets: np.ndarray):
   """The exclusion lists with each user's own targets removed (targets are never excluded)."""
+  if not isinstance(exclude, np.ndarray):          # one 1-D list a user
+    return tuple(np.asarray(e)[~np.isin(e, t)] for e, t in zip(exclude, targets))
   exclude = np.asarray(exclude, np.int32).reshape(len(exclude), -1)
   is_target = (exclude[:, :, None] == targets[:, None, :]).any(-1)
   return np.where(is_target, -1, exclude)
@@ -150,16 +157,44 @@ def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
   return out
 
 
-def rank(model: LearnTowers, params, content, histories: tuple[np.ndarray, ...],
+def rank(model: LearnTowers, params, content, histories: Sequence[np.ndarray],
          targets: np.ndarray, *, max_history: int, mesh: Mesh,
          user_chunk: int = 256, **options) -> np.ndarray:
   """[U, T] ranks of each user's targets among all items; all history items excluded.
+
+  `histories` is any sequence of arrays (a tuple, or a lazy view that reads them
+  from disk, `data.stream_split`): users are read `HOST_USERS` at a time.
   `options`: item_chunk, shard_items, approx_recall, max_k of rank_targets."""
   items = item_embeddings(model, params, content, model.config.num_items, mesh)
-  users = user_embeddings(model, params, content, batching.to_tokens(histories, max_history),
-                          mesh, chunk=user_chunk)
-  return rank_targets(users, items, targets, batching.pad_items(histories), mesh, chunk=user_chunk,
-                      **options)
+  def rank_chunk(hist, tgt):
+    users = user_embeddings(model, params, content, batching.to_tokens(hist, max_history), mesh,
+                            chunk=user_chunk)
+    return rank_targets(users, items, tgt, hist, mesh, chunk=user_chunk, **options)
+  return by_user_chunks(rank_chunk, histories, targets, round_up_users=_device_block(user_chunk, mesh))
+
+
+def _device_block(user_chunk: int, mesh: Mesh) -> int:
+  """Users in a multiple of both blocks that meet the device: user_embeddings' (user_chunk rounded up
+  to the devices) and topk.scan's (the same, or user_chunk itself with sharded items)."""
+  return math.lcm(topk.round_up(user_chunk, mesh.devices.size), user_chunk)
+
+
+# Users read, embedded and ranked together: bounds the host memory of an evaluation (their
+# histories, tokens and embeddings) whatever the number of users.
+HOST_USERS = 16384
+
+
+def by_user_chunks(fn, histories: Sequence[np.ndarray], targets: np.ndarray, *,
+                   round_up_users: int = 1) -> np.ndarray:
+  """fn(histories tuple, targets) over consecutive chunks of about HOST_USERS users, concatenated.
+
+  The chunk is a multiple of `round_up_users` (the device block), so users meet the
+  device in the same blocks as in one call and the ranks do not depend on the chunking.
+  """
+  targets = np.asarray(targets)
+  chunk = topk.round_up(HOST_USERS, max(1, round_up_users))
+  parts = [fn(tuple(histories[a:b]), targets[a:b]) for a, b in _chunks(len(targets), chunk)]
+  return np.concatenate(parts) if parts else np.zeros((0, 1), np.int32)
 
 
 def evaluate(model: LearnTowers, params, content, histories: tuple[np.ndarray, ...],
@@ -174,10 +209,10 @@ def evaluate(model: LearnTowers, params, content, histories: tuple[np.ndarray, .
 COUNT_BUCKETS = ((0, 0), (1, 4), (5, 19), (20, None))
 
 
-def target_count_groups(train: tuple[np.ndarray, ...], targets: np.ndarray,
-                        num_items: int) -> dict[str, np.ndarray]:
-  """{"0": mask, "1-4": ..., "5-19": ..., "20+": ...} over users, by the target's training count."""
-  counts = np.bincount(np.concatenate(train), minlength=num_items)[np.asarray(targets).reshape(-1)]
+def target_count_groups(item_counts: np.ndarray, targets: np.ndarray) -> dict[str, np.ndarray]:
+  """{"0": mask, "1-4": ..., "5-19": ..., "20+": ...} over users, by the target's training count
+  (`item_counts`: splits.train_counts(...).items)."""
+  counts = np.asarray(item_counts)[np.asarray(targets).reshape(-1)]
   groups = {}
   for lo, hi in COUNT_BUCKETS:
     name = f"{lo}+" if hi is None else (f"{lo}" if lo == hi else f"{lo}-{hi}")
@@ -196,11 +231,14 @@ def popularity(train: tuple[np.ndarray, ...], histories: tuple[np.ndarray, ...],
                ks=DEFAULT_KS) -> dict[str, float]:
   """The popularity baseline under the same protocol: items ranked by training
   count (ties by index), history excluded. A floor every model must clear."""
-  return metrics_from_ranks(popularity_ranks(train, histories, targets, num_items, mesh=mesh), ks)
+  counts = splits.train_counts(train, num_items).items
+  return metrics_from_ranks(popularity_ranks(counts, histories, targets, mesh=mesh), ks)
 
 
-def popularity_ranks(train: tuple[np.ndarray, ...], histories: tuple[np.ndarray, ...],
-                     targets: np.ndarray, num_items: int, *, mesh: Mesh) -> np.ndarray:
-  counts = np.bincount(np.concatenate(train), minlength=num_items).astype(np.float32)
-  return rank_targets(np.ones((len(targets), 1), np.float32), counts[:, None], targets,
-                      batching.pad_items(histories), mesh)
+def popularity_ranks(item_counts: np.ndarray, histories: Sequence[np.ndarray],
+                     targets: np.ndarray, *, mesh: Mesh) -> np.ndarray:
+  """`popularity`'s ranks, from the training count of every item (read chunk by chunk, as `rank`)."""
+  scores = np.asarray(item_counts, np.float32)[:, None]
+  return by_user_chunks(
+      lambda hist, tgt: rank_targets(np.ones((len(tgt), 1), np.float32), scores, tgt, hist, mesh),
+      histories, targets, round_up_users=_device_block(256, mesh))

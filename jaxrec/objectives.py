@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxrec.data import splits
 from jaxrec.model.losses import candidates_softmax, dense_all_action_infonce, full_softmax, in_batch_top1
 from jaxrec.model.towers import LearnTowers
 
@@ -38,12 +39,17 @@ def logit_scale(params, lc: ml_collections.ConfigDict) -> jnp.ndarray:
 
 
 def item_log_q(train: tuple[np.ndarray, ...], num_items: int) -> np.ndarray:
-  """[N + 1] log frequency of each token among training targets (row 0: padding).
+  """[N + 1] log frequency of each token among training targets (row 0: padding)."""
+  return log_q(splits.train_counts(train, num_items).targets)
+
+
+def log_q(target_counts: np.ndarray) -> np.ndarray:
+  """[N + 1] log frequency of each token among training targets, from their counts (row 0: padding).
 
   Items never seen in training get a large negative log q; they never appear
   as in-batch candidates, so it only guards against log(0).
   """
-  counts = np.bincount(np.concatenate([s[1:] for s in train]), minlength=num_items).astype(np.float64)
+  counts = np.asarray(target_counts, np.float64)
   q = counts / max(counts.sum(), 1.0)
   return np.concatenate([[0.0], np.log(np.maximum(q, 1e-12))]).astype(np.float32)
 

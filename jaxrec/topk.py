@@ -45,6 +45,7 @@ since each call sees only one chunk of it. Ranks are always exact.
 """
 
 import functools
+from collections.abc import Sequence
 from typing import Iterator, NamedTuple
 
 import jax
@@ -216,19 +217,31 @@ def pad_rows(x: np.ndarray, rows: int, fill) -> np.ndarray:
   return np.concatenate([x, np.full((rows - len(x),) + x.shape[1:], fill, x.dtype)])
 
 
+def pad_lists(lists, rows: int) -> np.ndarray:
+  """[rows, W] the 1-D id lists, -1 padded, W their longest length rounded up to a power of two:
+  a block's exclusion lists cost what its longest needs, and a few widths compile."""
+  width = max(1, max((len(x) for x in lists), default=1))
+  out = np.full((rows, 1 << (width - 1).bit_length()), -1, np.int32)
+  for r, x in enumerate(lists):
+    out[r, :len(x)] = x
+  return out
+
+
 def round_up(x: int, multiple: int) -> int:
   return -(-x // multiple) * multiple
 
 
-def scan(user_emb, item_emb, *, mesh: Mesh, k: int = 0, exclude: np.ndarray | None = None,
+def scan(user_emb, item_emb, *, mesh: Mesh, k: int = 0, exclude: np.ndarray | Sequence | None = None,
          targets: np.ndarray | None = None, user_chunk: int = 256, item_chunk: int = 8192,
          shard_items: bool = False, approx_recall: float = 0.0) -> Iterator[Block]:
   """Yields a Block per user block: top-k ([n, k], if k > 0) and target ranks ([n, T], if targets).
 
-  user_emb [U, d], item_emb [N, d] (host or device arrays); exclude [U, H] item
-  ids never recommended (-1 = padding; a user's targets are never excluded from
-  its ranks); targets [U] or [U, T] (-1 = padding, rank -1). A generator, so
-  callers can consume results block by block in bounded memory.
+  user_emb [U, d], item_emb [N, d] (host or device arrays); exclude: item ids
+  never recommended, [U, H] (-1 = padding) or a sequence of U 1-D arrays (padded
+  block by block, `pad_lists`: one long list costs only its block); a user's
+  targets are never excluded from its ranks; targets [U] or [U, T] (-1 =
+  padding, rank -1). A generator, so callers can consume results block by block
+  in bounded memory.
   """
   num_items, d = item_emb.shape
   if k < 0 or k > num_items:
@@ -237,8 +250,14 @@ def scan(user_emb, item_emb, *, mesh: Mesh, k: int = 0, exclude: np.ndarray | No
     raise JaxrecError(f"approx_recall={approx_recall} must be in [0, 1) (0 = exact top-k)")
   n_users = len(user_emb)
   n_dev = mesh.devices.size
-  exclude = np.full((n_users, 1), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
-  exclude = exclude.reshape(n_users, -1)
+  if exclude is None or isinstance(exclude, np.ndarray):
+    exclude = np.full((n_users, 1), -1, np.int32) if exclude is None else np.asarray(exclude, np.int32)
+    exclude = exclude.reshape(n_users, -1)
+    exclude_block = lambda a, b, rows: pad_rows(exclude[a:b], rows, -1)
+  else:
+    if len(exclude) != n_users:
+      raise JaxrecError(f"top-k: {len(exclude)} exclusion lists for {n_users} users")
+    exclude_block = lambda a, b, rows: pad_lists(exclude[a:b], rows)
   with_ranks = targets is not None
   tgt = (np.asarray(targets, np.int32).reshape(n_users, -1) if with_ranks
          else np.full((n_users, 1), -1, np.int32))
@@ -260,7 +279,7 @@ def scan(user_emb, item_emb, *, mesh: Mesh, k: int = 0, exclude: np.ndarray | No
     b = min(a + block, n_users)
     u = pad_rows(np.asarray(user_emb[a:b], np.float32), block, 0.0)
     args = [jax.device_put(x, user_sharding) for x in
-            (u, pad_rows(exclude[a:b], block, -1), pad_rows(tgt[a:b], block, -1),
+            (u, exclude_block(a, b, block), pad_rows(tgt[a:b], block, -1),
              np.zeros((block, tgt.shape[1]), np.float32))]
     ranks, ids, scores, seen, stale = jax.device_get(fn(args[0], items, *args[1:]))
     rescored = bool(stale.any())

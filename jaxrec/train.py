@@ -9,6 +9,7 @@ several processes (hosts) the mesh is global and jaxrec/distributed.py does
 the rest: evaluation split over processes, process 0 alone writing.
 """
 
+import dataclasses
 import functools
 import json
 import logging
@@ -37,7 +38,7 @@ from jaxrec import preemption
 from jaxrec import sharding
 from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoints import RunCheckpoints
-from jaxrec.data import batching, grain_input, packing, prefetch, prompts, registry, splits, time_split
+from jaxrec.data import batching, grain_input, packing, prefetch, prompts, registry, splits, stream_split, time_split
 from jaxrec.errors import JaxrecError
 from jaxrec.files import atomic_write_json
 from jaxrec.llm import embed
@@ -179,16 +180,16 @@ def _banner(title: str) -> None:
 # ----------------------------------------------------------------------------
 
 def load_data(config: ml_collections.ConfigDict):
-  """The dataset, its split (data.protocol) and the cold items (empty unless data.cold_items)."""
+  """The dataset, its split (data.protocol) and the cold items (empty unless data.cold_items).
+
+  With data.input='stream' the dataset is its ItemCatalogue and the split a
+  StreamedLeaveOneOut: the users' sequences stay on disk (data/stream_split.py).
+  """
   d = config.data
-  load = lambda: registry.load_dataset(d.kind, d.path or None, via_tfds=d.via_tfds, **_reader_options(config))
-  if jax.process_count() > 1 and d.via_tfds and d.kind != "synthetic_demo":
-    # Processes on one host share the TFDS cache: process 0 prepares it, the others read it after.
-    dataset = load() if distributed.is_main() else None
-    distributed.barrier("tfds_prepare")
-    dataset = dataset or load()
-  else:
-    dataset = load()
+  if d.input == "stream":
+    return _load_streamed(config)
+  dataset = _on_main_first(config, lambda: registry.load_dataset(
+      d.kind, d.path or None, via_tfds=d.via_tfds, **_reader_options(config)))
   if d.protocol == "time_split":
     split = time_split.time_split(dataset.sequences, dataset.timestamps, cut_quantile=d.cut_quantile,
                                   valid_users=d.valid_users, test_users=d.test_users,
@@ -203,6 +204,53 @@ def load_data(config: ml_collections.ConfigDict):
   if d.cold_items > 0:
     split, cold = splits.hold_out_items(split, dataset.num_items, d.cold_items, d.cold_seed)
   return dataset, split, cold
+
+
+def _load_streamed(config: ml_collections.ConfigDict):
+  """load_data of data.input='stream': one pass over the TFDS users split (leave-one-out only)."""
+  d = config.data
+  items, users = _on_main_first(config, lambda: registry.load_streamed(d.kind, d.path,
+                                                                        **_reader_options(config)))
+  with tqdm(total=len(users), desc="users", unit="user", disable=not distributed.is_main()) as bar:
+    split = stream_split.leave_one_out(users, items.num_items, progress=bar.update)
+  if not split.num_train_sequences:
+    raise JaxrecError(f"{items.name}: no user has enough interactions to train on")
+  return dataclasses.replace(items, user_stats=split.stats), split, np.zeros(0, np.int32)
+
+
+def load_items(config: ml_collections.ConfigDict):
+  """What CEG embeds: the dataset (load_data's), or with data.input='stream' its ItemCatalogue
+  alone, without the pass over the users."""
+  d = config.data
+  if d.input == "stream":
+    return _on_main_first(config, lambda: registry.load_streamed(d.kind, d.path,
+                                                                 **_reader_options(config)))[0]
+  return load_data(config)[0]
+
+
+def _on_main_first(config: ml_collections.ConfigDict, load):
+  """load(); with several processes and a TFDS cache, process 0 prepares it and the others read it
+  after (processes on one host share the cache)."""
+  d = config.data
+  if jax.process_count() > 1 and d.via_tfds and d.kind != "synthetic_demo":
+    out = load() if distributed.is_main() else None
+    distributed.barrier("tfds_prepare")
+    return out or load()
+  return load()
+
+
+def num_train_sequences(split) -> int:
+  """Training sequences of >= 2 items (what a next-item epoch learns from)."""
+  if isinstance(split, stream_split.StreamedLeaveOneOut):
+    return split.num_train_sequences
+  return len(split.train)
+
+
+def train_counts(split, num_items: int) -> splits.TrainCounts:
+  """Each item's training counts: counted by the streaming pass, or from the sequences in memory."""
+  if isinstance(split, stream_split.StreamedLeaveOneOut):
+    return split.counts
+  return splits.train_counts(split.train, num_items)
 
 
 def _reader_options(config: ml_collections.ConfigDict) -> dict:
@@ -221,11 +269,8 @@ def training_input(config: ml_collections.ConfigDict, split) -> tuple[int, Any]:
         split.train, step, batch_size=bs, seed=seed, max_history=d.max_history,
         target_len=d.target_len, mode=d.cut)
   if d.input in ("grain", "stream"):
-    # stream: the training sequences are read from the TFDS users split as blocks need them, not
-    # taken from the in-memory split (the same sequences: leave-one-out's, no cold items).
-    train = split.train if d.input == "grain" else grain_input.LeaveOneOutTrain(
-        registry.users_source(d.kind, d.path, **_reader_options(config)))
-    rows = grain_input.GrainInput(train, max_history=d.max_history, batch_size=bs, seed=seed,
+    # stream: split.train reads the training sequences from the TFDS users split as blocks need them.
+    rows = grain_input.GrainInput(split.train, max_history=d.max_history, batch_size=bs, seed=seed,
                                   objective=config.loss.objective, pack=d.pack, stride=d.window_stride)
     return rows.steps_per_epoch, prefetch.Prefetched(rows.batch)    # packs ahead while the device steps
   rows = packing.pack(split.train, d.max_history, config.loss.objective, d.pack, d.window_stride)
@@ -265,6 +310,13 @@ def content_table(config: ml_collections.ConfigDict, dataset, mesh) -> np.ndarra
   return prepare_content(table, config.ceg.normalize)
 
 
+def _take(histories, indices: np.ndarray):
+  """The histories of users `indices`: a lazy view of streamed histories, else a tuple."""
+  if isinstance(histories, stream_split.Histories):
+    return histories.take(indices)
+  return tuple(histories[i] for i in indices)
+
+
 def eval_interval(config: ml_collections.ConfigDict, per_epoch: int) -> int:
   t = config.train
   return max(1, round(t.eval_every_epochs * per_epoch)) if t.eval_every_epochs > 0 else t.eval_every
@@ -278,15 +330,16 @@ def evals_since_best(best: dict) -> int:
 def test_report(config, dataset, split, cold: np.ndarray, ranks: np.ndarray, mesh) -> dict:
   """Test metrics, popularity, and breakdowns: by target training count, and cold targets."""
   ks = tuple(config.eval.ks)
+  counts = train_counts(split, dataset.num_items).items
   pop_ranks = distributed.rank_users(
-      lambda h, t, m: evaluate.popularity_ranks(split.train, h, t, dataset.num_items, mesh=m),
+      lambda h, t, m: evaluate.popularity_ranks(counts, h, t, mesh=m),
       split.test.histories, split.test.targets, mesh)
   report = {
       "test": evaluate.metrics_from_ranks(ranks, ks),
       "popularity_test": evaluate.metrics_from_ranks(pop_ranks, ks),
   }
   if split.test.targets.ndim == 1:   # one target a user (leave-one-out): group users by it
-    groups = evaluate.target_count_groups(split.train, split.test.targets, dataset.num_items)
+    groups = evaluate.target_count_groups(counts, split.test.targets)
     report["test_by_target_train_count"] = evaluate.metrics_by_group(ranks, groups, ks)
     report["popularity_by_target_train_count"] = evaluate.metrics_by_group(pop_ranks, groups, ks)
   if len(cold):
@@ -320,12 +373,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   _banner("data")
   dataset, split, cold = load_data(config)
   log.info("%s: %s; %d training sequences, %d evaluated, %d dropped (too few items), %d cold items",
-           dataset.name, dataset.stats(), len(split.train), len(split.valid.targets),
+           dataset.name, dataset.stats(), num_train_sequences(split), len(split.valid.targets),
            split.num_dropped_users, len(cold))
   per_epoch, batch_at = training_input(config, split)
   if per_epoch == 0:
     raise JaxrecError(f"config.train.batch_size={config.train.batch_size} is larger than the "
-                      f"{len(split.train)} training users")
+                      f"{num_train_sequences(split)} training users")
   total_steps = per_epoch * config.train.num_epochs
   eval_every = eval_interval(config, per_epoch)
 
@@ -356,7 +409,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if main:
     atomic_write_json(workdir / "config.json", config_json, indent=2)
 
-  log_q = objectives.item_log_q(split.train, dataset.num_items)
+  log_q = objectives.log_q(train_counts(split, dataset.num_items).targets)
   # Cold-item protocol: held-out items do not exist at training time, so they are no negatives.
   negative_items = np.setdiff1d(np.arange(dataset.num_items), cold) if len(cold) else None
   step_fn = jax.jit(
@@ -378,7 +431,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   # subset of users; the best step's parameters get the full validation at the end.
   part = evaluate.partial_users(len(split.valid.targets), config.eval.partial_users, config.eval.partial_seed)
   is_partial = len(part) < len(split.valid.targets)
-  valid_part = (tuple(split.valid.histories[i] for i in part), split.valid.targets[part])
+  valid_part = ((_take(split.valid.histories, part), split.valid.targets[part]) if is_partial
+                else (split.valid.histories, split.valid.targets))
   # --- end partial evaluation
   log_path = workdir / "metrics.jsonl"
   first = int(state.step)

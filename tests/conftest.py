@@ -20,3 +20,17 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip(f"real datasets not found at {SHARED_DATA} (need ../shared/data)")
   return SHARED_DATA
+
+
+@pytest.fixture
+def demo_as_lcrec(tmp_path) -> pathlib.Path:
+  """The tiny configs' synthetic demo data (240 users, 120 items) written in LC-Rec's json format."""
+  import json  # noqa: PLC0415
+  from jaxrec.data import synthetic  # noqa: PLC0415 (after the XLA flags above)
+  demo = synthetic.make_demo(240, 120, 0)
+  folder = tmp_path / "demo"
+  folder.mkdir()
+  (folder / "Demo.item.json").write_text(json.dumps(dict(zip(demo.item_ids, demo.item_fields))))
+  (folder / "Demo.inter.json").write_text(json.dumps(
+      {u: [int(demo.item_ids[i]) for i in s] for u, s in zip(demo.user_ids, demo.sequences)}))
+  return folder

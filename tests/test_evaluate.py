@@ -68,6 +68,31 @@ def test_results_do_not_depend_on_chunk_size():
   assert 0.0 < a["HR@10"] < 1.0
 
 
+@pytest.mark.parametrize("mesh_size,shard_items", [(1, False), (8, False), (8, True)])
+def test_ranks_do_not_depend_on_how_many_users_the_host_reads_at_once(monkeypatch, mesh_size, shard_items):
+  """Users are read, embedded and ranked HOST_USERS at a time (the host memory of an evaluation);
+  with chunks of a few device blocks the ranks equal one chunk's (user_chunk=3 is no multiple of
+  8 devices: the chunks are multiples of both the embedding blocks (8) and the scan's (3 or 8))."""
+  model, params, content = _model_and_params(item_input="content")
+  rng = np.random.default_rng(5)
+  # History lengths spread so that blocks pad their exclusion lists to different widths.
+  histories = tuple(rng.choice(50, size=rng.integers(1, 40), replace=False) for _ in range(43))
+  targets = rng.integers(0, 50, size=43)
+  mesh = sharding.make_mesh(mesh_size)
+  kw = dict(max_history=8, mesh=mesh, user_chunk=3, shard_items=shard_items)
+  whole = evaluate.rank(model, params, content, histories, targets, **kw)
+  counts = rng.integers(0, 9, size=50)
+  pop_whole = evaluate.popularity_ranks(counts, histories, targets, mesh=mesh)
+  chunks = []
+  monkeypatch.setattr(evaluate, "HOST_USERS", 10)
+  real = evaluate.rank_targets
+  monkeypatch.setattr(evaluate, "rank_targets", lambda u, i, t, *a, **k: chunks.append(len(t)) or real(u, i, t, *a, **k))
+  np.testing.assert_array_equal(evaluate.rank(model, params, content, histories, targets, **kw), whole)
+  assert len(chunks) > 1 and max(chunks) <= 24                  # 10 users rounded up to blocks of 3 or 8
+  np.testing.assert_array_equal(evaluate.popularity_ranks(counts, histories, targets, mesh=mesh), pop_whole)
+  assert (whole >= 0).all() and len(set(whole[:, 0].tolist())) > 5
+
+
 def test_eight_devices_equal_one():
   model, params, content = _model_and_params(item_input="id")
   rng = np.random.default_rng(4)

@@ -55,6 +55,34 @@ def test_equals_naive_reference_with_ties_and_exclusions(devices, shard_items, i
   assert (np.diff(want_scores, axis=1) == 0).any()
 
 
+@pytest.mark.parametrize("devices,shard_items", [(1, False), (8, True)])
+def test_ragged_exclusion_lists_equal_the_padded_array(devices, shard_items):
+  """One 1-D exclusion list a user (padded block by block, to a power-of-two width) gives the
+  naive reference's results, as the padded [U, H] array does."""
+  u, x, ex, t = integer_case(users=29)
+  rng = np.random.default_rng(1)
+  lists = [row[row >= 0] for row in ex]
+  lists[3] = rng.integers(0, 61, 40)                   # one long list: only its block is padded wide
+  lists[20] = np.zeros(0, np.int64)                    # and an empty one
+  padded = np.full((29, 40), -1)
+  for r, row in enumerate(lists):
+    padded[r, :len(row)] = row
+  want_ids, want_scores, want_ranks = naive(u, x, 20, padded, t)
+  widths = []
+  real = topk.pad_lists
+  topk_pad = lambda rows, n: (lambda a: widths.append(a.shape[1]) or a)(real(rows, n))
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(topk, "pad_lists", topk_pad)
+    blocks = list(topk.scan(u, x, mesh=sharding.make_mesh(devices), k=20, exclude=lists, targets=t,
+                            user_chunk=8, item_chunk=16, shard_items=shard_items))
+  np.testing.assert_array_equal(np.concatenate([b.ids for b in blocks]), want_ids)
+  np.testing.assert_array_equal(np.concatenate([b.ranks for b in blocks]), want_ranks)
+  assert widths == [64, 16, 16, 16]                    # block 0 holds the 40-item list
+  np.testing.assert_array_equal(topk.pad_lists([np.array([3, 1]), []], 3), [[3, 1], [-1, -1], [-1, -1]])
+  with pytest.raises(JaxrecError, match="2 exclusion lists for 29 users"):
+    next(topk.scan(u, x, mesh=sharding.make_mesh(1), exclude=lists[:2], targets=t))
+
+
 @pytest.mark.parametrize("shard_items", [False, True])
 def test_k_beyond_the_eligible_items_ends_rows_in_minus_one(shard_items):
   u, x, _, _ = integer_case(users=5, items=10)

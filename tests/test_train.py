@@ -208,6 +208,33 @@ def test_checkpoint_off_does_not_overwrite_another_configs_results(tmp_path):
   assert json.loads((tmp_path / "results.json").read_text())["test"] == other["test"]
 
 
+def test_streamed_data_ranks_and_reports_exactly_as_the_data_in_memory(tmp_path, monkeypatch, demo_as_lcrec):
+  """data.input='stream' keeps the users' sequences on disk (an ItemCatalogue and a streamed split),
+  yet evaluation, the popularity baseline, the target-count groups and logQ see the same data."""
+  monkeypatch.setenv("JAXREC_CACHE", str(tmp_path / "cache"))
+  folder = demo_as_lcrec
+  configs = [tiny_config(data={"kind": "lcrec_json", "path": str(folder), "input": kind, "template": "{title}"},
+                         loss={"objective": "next_item"}) for kind in ("grain", "stream")]
+  (d_mem, s_mem, cold_mem), (d_str, s_str, cold_str) = map(train.load_data, configs)
+  assert not hasattr(d_str, "sequences") and d_str.stats() == d_mem.stats()
+  assert train.item_texts(configs[1], d_str) == train.item_texts(configs[0], d_mem)
+  assert train.load_items(configs[1]).item_ids == d_mem.item_ids      # CEG's, with no pass over users
+  assert train.num_train_sequences(s_str) == train.num_train_sequences(s_mem)
+  n = d_mem.num_items
+  np.testing.assert_array_equal(objectives.log_q(train.train_counts(s_str, n).targets),
+                                objectives.item_log_q(s_mem.train, n))
+  model = LearnTowers(train.tower_config(configs[0], n))
+  params = train.init_params(model, configs[0], None)["towers"]
+  mesh = sharding.make_mesh(1)
+  ranks = [evaluate.rank(model, params, None, s.test.histories, s.test.targets, max_history=8, mesh=mesh)
+           for s in (s_mem, s_str)]
+  np.testing.assert_array_equal(ranks[0], ranks[1])
+  reports = [train.test_report(c, d, s, cold, r, mesh)
+             for c, d, s, cold, r in zip(configs, (d_mem, d_str), (s_mem, s_str), (cold_mem, cold_str), ranks)]
+  assert reports[0] == reports[1]
+  assert reports[0]["popularity_test"]["HR@200"] > 0 and len(reports[0]["test_by_target_train_count"]) == 4
+
+
 def test_partial_validation_periodically_full_validation_at_the_end(tmp_path):
   # Validation only at the last step, so both runs pick the same (last) step: the partial
   # run's periodic validation saw 20 users, its reported validation (at the end) all of them.

@@ -22,15 +22,6 @@ def to_tokens(seqs: list[np.ndarray] | tuple[np.ndarray, ...], length: int) -> n
   return out
 
 
-def pad_items(seqs: list[np.ndarray] | tuple[np.ndarray, ...], fill: int = -1) -> np.ndarray:
-  """[n, max_len] item indices padded with `fill` (for history exclusion)."""
-  width = max(1, max(len(s) for s in seqs))
-  out = np.full((len(seqs), width), fill, np.int32)
-  for r, s in enumerate(seqs):
-    out[r, :len(s)] = s
-  return out
-
-
 def cut_sequence(seq: np.ndarray, rng: np.random.Generator, max_history: int,
                  target_len: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
   """Cuts one training sequence into (history, targets), both non-empty.

@@ -62,17 +62,7 @@ class RecDataset:
 
   def stats(self) -> dict:
     """Counts and sequence-length summary, for logs and README tables."""
-    lengths = np.array([len(s) for s in self.sequences], dtype=np.int64)
-    has_users = lengths.size > 0
-    return {
-        "users": self.num_users,
-        "items": self.num_items,
-        "interactions": int(lengths.sum()),
-        "mean_seq_len": float(lengths.mean()) if has_users else 0.0,
-        "median_seq_len": float(np.median(lengths)) if has_users else 0.0,
-        "min_seq_len": int(lengths.min()) if has_users else 0,
-        "max_seq_len": int(lengths.max()) if has_users else 0,
-    }
+    return sequence_stats(np.array([len(s) for s in self.sequences], dtype=np.int64), self.num_items)
 
   def validate(self) -> "RecDataset":
     """Checks the invariants later stages rely on; returns self for chaining."""
@@ -101,6 +91,58 @@ class RecDataset:
         if len(times) != len(seq) or np.any(np.diff(times) < 0):
           raise JaxrecError(f"{where}: user {user_id!r}: timestamps must be one per interaction, "
                             f"oldest first")
+    return self
+
+
+def sequence_stats(lengths: np.ndarray, num_items: int) -> dict:
+  """RecDataset.stats() from every user's sequence length."""
+  has_users = lengths.size > 0
+  return {
+      "users": int(lengths.size),
+      "items": num_items,
+      "interactions": int(lengths.sum()),
+      "mean_seq_len": float(lengths.mean()) if has_users else 0.0,
+      "median_seq_len": float(np.median(lengths)) if has_users else 0.0,
+      "min_seq_len": int(lengths.min()) if has_users else 0,
+      "max_seq_len": int(lengths.max()) if has_users else 0,
+  }
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ItemCatalogue:
+  """A dataset's items without its users' sequences: what a run holds when it streams the
+  sequences from disk (config data.input='stream'). It reads like a RecDataset wherever
+  only items are read (CEG's texts, the catalogue size, serving's titles).
+
+  Attributes:
+    name, item_ids, item_fields: as RecDataset's.
+    user_stats: RecDataset.stats() of the whole dataset, from the pass that read the users.
+  """
+
+  name: str
+  item_ids: tuple[str, ...]
+  item_fields: tuple[dict[str, str], ...]
+  user_stats: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def num_items(self) -> int:
+    return len(self.item_ids)
+
+  @property
+  def field_names(self) -> tuple[str, ...]:
+    return RecDataset.field_names.fget(self)
+
+  def stats(self) -> dict:
+    return {**self.user_stats, "items": self.num_items}
+
+  def validate(self) -> "ItemCatalogue":
+    """Checks what RecDataset.validate checks of the items; returns self for chaining."""
+    where = f"dataset {self.name!r}"
+    if len(self.item_fields) != len(self.item_ids):
+      raise JaxrecError(f"{where}: {len(self.item_ids)} item ids but {len(self.item_fields)} item field dicts")
+    if not self.item_ids:
+      raise JaxrecError(f"{where}: has no items")
+    _check_unique(self.item_ids, f"{where}: item id")
     return self
 
 

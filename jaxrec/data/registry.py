@@ -15,7 +15,7 @@ from jaxrec.data import movielens
 from jaxrec.data import synthetic
 from jaxrec.data import tfds_books
 from jaxrec.data import tfds_builder
-from jaxrec.data.dataset import RecDataset
+from jaxrec.data.dataset import ItemCatalogue, RecDataset
 from jaxrec.errors import JaxrecError
 
 # kind -> (direct loader, whether it reads a folder).
@@ -79,11 +79,12 @@ def load_dataset(kind: str, path: str | None = None, via_tfds: bool = True, **kw
   return loader(*args, **kwargs)
 
 
-def users_source(kind: str, path: str, **kwargs):
-  """The `users` split of kind's TFDS dataset (prepared once, as `load_dataset` does): a lazy
-  random-access source that reads records from array_record on demand, so training input can be
-  read from it rather than from the in-memory split (`grain_input.LeaveOneOutTrain`)."""
+def load_streamed(kind: str, path: str, **kwargs) -> tuple[ItemCatalogue, object]:
+  """(the items, the `users` split) of kind's TFDS dataset, prepared once as `load_dataset` does,
+  without reading the users: the split is a lazy random-access source that reads records from
+  array_record on demand (`stream_split.leave_one_out` reads it in one pass)."""
   if kind not in SOURCES:
     raise JaxrecError(f"dataset kind {kind!r} has no TFDS dataset to stream from; kinds that do: "
                       f"{', '.join(SOURCES)}")
-  return _prepared(kind, path, **kwargs).as_data_source()["users"]
+  builder = _prepared(kind, path, **kwargs)
+  return tfds_builder.read_items(builder), builder.as_data_source()["users"]

@@ -6,6 +6,7 @@ sequence; the test history is the training sequence plus the validation item.
 """
 
 import dataclasses
+import itertools
 
 import numpy as np
 
@@ -48,6 +49,24 @@ def leave_one_out(sequences: tuple[np.ndarray, ...]) -> LeaveOneOut:
       test=EvalSplit(users, tuple(test_h), np.asarray(test_t, np.int32)),
       num_dropped_users=len(sequences) - len(users),
   )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainCounts:
+  """How often each item occurs in the training sequences: the popularity baseline's scores,
+  the target-count groups, and (as targets) the logQ correction's frequencies."""
+  items: np.ndarray      # [N] occurrences anywhere in a training sequence
+  targets: np.ndarray    # [N] occurrences as a training target (every position but the first)
+
+
+def train_counts(train, num_items: int, chunk: int = 4096) -> TrainCounts:
+  """TrainCounts of training sequences (any iterable, read once, `chunk` sequences at a time)."""
+  items, targets = np.zeros(num_items, np.int64), np.zeros(num_items, np.int64)
+  it = iter(train)
+  while part := list(itertools.islice(it, chunk)):
+    items += np.bincount(np.concatenate(part), minlength=num_items)
+    targets += np.bincount(np.concatenate([s[1:] for s in part]), minlength=num_items)
+  return TrainCounts(items, targets)
 
 
 def hold_out_items(split: LeaveOneOut, num_items: int, fraction: float,

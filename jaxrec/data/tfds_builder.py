@@ -212,25 +212,33 @@ def records(source, chunk: int = 4096):
 def read(builder: RecBuilder) -> ds.RecDataset:
   """The RecDataset from the prepared array_record files, read with grain."""
   source = builder.as_data_source()
-  fields = builder.SOURCE.item_fields
-  n_users, n_items = len(source["users"]), len(source["items"])
+  n_users = len(source["users"])
   users, seqs, times = [None] * n_users, [None] * n_users, [None] * n_users
   for rec in records(source["users"]):
     u = int(rec["index"])
     users[u] = _text(rec["user_id"])
     seqs[u] = np.asarray(rec["items"], np.int32)
     times[u] = np.asarray(rec["timestamps"], np.int64)
-  item_ids, item_fields = [None] * n_items, [None] * n_items
-  for rec in records(source["items"]):
+  items = read_items(builder)
+  # Sequences are never empty, so all-empty timestamps mean the reader had none.
+  has_times = any(len(t) for t in times)
+  return ds.RecDataset(name=items.name, item_ids=items.item_ids, item_fields=items.item_fields,
+                       user_ids=tuple(users), sequences=tuple(seqs),
+                       timestamps=tuple(times) if has_times else None).validate()
+
+
+def read_items(builder: RecBuilder) -> ds.ItemCatalogue:
+  """The items of the prepared dataset (ids and text fields), without reading its users."""
+  source = builder.as_data_source()["items"]
+  fields = builder.SOURCE.item_fields
+  item_ids, item_fields = [None] * len(source), [None] * len(source)
+  for rec in records(source):
     i = int(rec["index"])
     item_ids[i] = _text(rec["item_id"])
     item_fields[i] = ({k: _text(rec[k]) for k in fields} if fields is not None
                       else json.loads(_text(rec[FIELDS_JSON])))
-  # Sequences are never empty, so all-empty timestamps mean the reader had none.
-  has_times = any(len(t) for t in times)
-  return ds.RecDataset(name=builder.info.metadata["name"], item_ids=tuple(item_ids),
-                       item_fields=tuple(item_fields), user_ids=tuple(users), sequences=tuple(seqs),
-                       timestamps=tuple(times) if has_times else None).validate()
+  return ds.ItemCatalogue(name=builder.info.metadata["name"], item_ids=tuple(item_ids),
+                          item_fields=tuple(item_fields)).validate()
 
 
 def default_data_dir() -> pathlib.Path:

@@ -37,7 +37,7 @@ def test_folder_kinds_need_a_path(tmp_path):
   assert data.num_interactions == 1
 
 
-def test_users_source_of_a_kind_without_a_tfds_dataset_is_one_clear_error():
+def test_streaming_a_kind_without_a_tfds_dataset_is_one_clear_error():
   with pytest.raises(JaxrecError, match="synthetic_demo.* has no TFDS dataset to stream from; kinds that do: "
                                         "amazon_books, lcrec_json"):
-    registry.users_source("synthetic_demo", "/nowhere")
+    registry.load_streamed("synthetic_demo", "/nowhere")

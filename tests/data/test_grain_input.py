@@ -86,26 +86,19 @@ def test_training_with_grain_input_learns_and_resumes_exactly(tmp_path):
   assert resumed["test"] == full["test"] and resumed["valid_history"] == full["valid_history"]
 
 
-def test_stream_input_reads_the_tfds_users_split_learns_and_resumes_exactly(tmp_path, monkeypatch):
+def test_stream_input_reads_the_tfds_users_split_learns_and_resumes_exactly(tmp_path, monkeypatch, demo_as_lcrec):
   """data.input='stream' takes the training sequences from the array_record users split (the demo
   data written in LC-Rec's format), not from the in-memory split; it learns and resumes exactly.
   (TFDS stores users in its own order, so its blocks, and so its batches, differ from grain's.)"""
-  import json
   from jaxrec import train
-  from jaxrec.data import synthetic
   from test_train import tiny_config
   monkeypatch.setenv("JAXREC_CACHE", str(tmp_path / "cache"))
-  demo = synthetic.make_demo(240, 120, 0)
-  folder = tmp_path / "demo"
-  folder.mkdir()
-  (folder / "Demo.item.json").write_text(json.dumps(dict(zip(demo.item_ids, demo.item_fields))))
-  (folder / "Demo.inter.json").write_text(json.dumps(
-      {u: [int(demo.item_ids[i]) for i in s] for u, s in zip(demo.user_ids, demo.sequences)}))
+  folder = demo_as_lcrec
   opened = []
-  real = registry.users_source
-  monkeypatch.setattr(registry, "users_source", lambda *a, **k: opened.append(a) or real(*a, **k))
+  real = registry.load_streamed
+  monkeypatch.setattr(registry, "load_streamed", lambda *a, **k: opened.append(a) or real(*a, **k))
   config = tiny_config(data={"kind": "lcrec_json", "path": str(folder), "input": "stream"},
-                       train={"num_epochs": 12, "eval_every": 60},
+                       train={"num_epochs": 12, "eval_every": 60}, eval={"partial_users": 150},
                        loss={"objective": "next_item", "negatives": "full"}, model={"item_tower": "input"})
   full = train.train_and_evaluate(config, tmp_path / "full")
   assert opened == [("lcrec_json", str(folder))]
