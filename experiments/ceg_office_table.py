@@ -38,6 +38,11 @@ ROWS = [  # (label, result files, command, note)
      "--workdir=/work/scratch-cegshard/office-smollm2-std",
      "seed 0 run as `--config.ceg.normalize=standardize`, since made the recipe's setting; seeds 1 and 2: "
      "experiments/quality_queue_12.sh"),
+    ("MiniLM content + ID (default recipe), sequences streamed (`data.input=stream`)",
+     ["office-stream-seed0", "office-stream-seed1", "office-stream-seed2"],
+     "python -m jaxrec.main --config=configs/office.py --config.data.input=stream --workdir=sweeps/office-stream-seed0",
+     "experiments/quality_queue_13.sh: the default recipe with only data.input changed; training batches "
+     "come from the users split in on-disk order, so they differ from the in-memory run's"),
 ]
 
 
@@ -49,7 +54,8 @@ def main() -> None:
   lines = ["# Office: ID vs BERT vs LLM content", "",
            "Leave-one-out test metrics (full ranking, history excluded) at the validation-best "
            "step (NDCG@10), the same recipe (next item at every position, full softmax, whitening "
-           "adapter + PCA-initialised IDs, width 128, tau 0.1) with only the content model changed; "
+           "adapter + PCA-initialised IDs, width 128, tau 0.1) with only the content model (or, last row, the "
+           "input pipeline) changed; "
            "± = std over seeds 0, 1, 2. Built by `python experiments/ceg_office_table.py` from "
            "experiments/results/quality_runs/. SmolLM2's content normalisation was chosen on "
            "validation with seed 0 (NDCG@10 0.0885 standardised against 0.0787 L2-normalised); MiniLM's "
