@@ -23,7 +23,13 @@ input and drawing one full epoch of batches; "input's peak" is the difference:
 
 array_record's bulk reads run on a thread pool, and glibc gives each thread
 its own malloc arena that keeps freed buffers: the second command (two arenas)
-separates that allocator high-water mark from what the input holds.
+separates that allocator high-water mark from what the input holds. `--arenas`
+compares ways of capping them side by side, e.g. glibc's default, the
+environment variable and `jaxrec.malloc_arenas.cap` (mallopt, which
+`jaxrec.main` calls for data.input=grain|stream):
+
+  python experiments/bench_grain_input.py --users=200000 --inputs=grain \
+      --arenas=default,env:2,mallopt:2 --out=experiments/results/grain_input_mallopt.json
 """
 
 import argparse
@@ -77,6 +83,9 @@ SOURCE = tfds_builder.Source(name="bench_synthetic_users", reader=synthetic, fil
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[4])
+if sys.argv[5]:                                      # mallopt(M_ARENA_MAX) before any reader thread
+  from jaxrec import malloc_arenas
+  assert malloc_arenas.cap(int(sys.argv[5]))
 import numpy as np
 from jaxrec.data import grain_input, packing, splits, tfds_builder
 sys.path.insert(0, sys.argv[4] + "/experiments")
@@ -118,6 +127,10 @@ def main() -> None:
   p.add_argument("--inputs", default="grain,grain_generated,memory")
   p.add_argument("--data_dir", default="", help="TFDS data dir ('' = a temporary folder)")
   p.add_argument("--malloc_arena_max", default="", help="MALLOC_ARENA_MAX for the children ('' = glibc's default)")
+  p.add_argument("--arenas", default="default",
+                 help="comma list of how the children's malloc arenas are set, a row each: default (glibc's, "
+                      "or --malloc_arena_max), env:N (MALLOC_ARENA_MAX=N), mallopt:N (jaxrec.malloc_arenas.cap(N), "
+                      "what jaxrec.main does for streamed inputs)")
   p.add_argument("--out", default="")
   a = p.parse_args()
   data_dir = a.data_dir or tempfile.mkdtemp(prefix="bench-grain-")
@@ -125,15 +138,19 @@ def main() -> None:
   for users in map(int, a.users.split(",")):
     tfds_builder.prepare(SOURCE, data_dir, data_dir, {"users": users})     # once, outside the measurement
     for mode in a.inputs.split(","):
-      out = subprocess.run([sys.executable, "-c", CHILD, str(users), mode, data_dir, str(ROOT)],
-                           capture_output=True, text=True, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu",
-                                **({"MALLOC_ARENA_MAX": a.malloc_arena_max} if a.malloc_arena_max else {})})
-      rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-      print(rows[-1], flush=True)
-  table = ["| users | input | steps/epoch | RSS before input (MB) | peak RSS (MB) | input's peak (MB) "
+      for arenas in a.arenas.split(","):
+        how, _, n = arenas.partition(":")
+        env_max = n if how == "env" else a.malloc_arena_max
+        out = subprocess.run([sys.executable, "-c", CHILD, str(users), mode, data_dir, str(ROOT),
+                              n if how == "mallopt" else ""],
+                             capture_output=True, text=True, check=True, env={**os.environ, "JAX_PLATFORMS": "cpu",
+                                  **({"MALLOC_ARENA_MAX": env_max} if env_max else {})})
+        rows.append({**json.loads(out.stdout.strip().splitlines()[-1]), "arenas": arenas})
+        print(rows[-1], flush=True)
+  table = ["| users | input | arenas | steps/epoch | RSS before input (MB) | peak RSS (MB) | input's peak (MB) "
            "| anonymous RSS added, at the end (MB) | setup (s) | epoch (s) | filled |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
-  table += [f"| {r['users']:,} | {r['input']} | {r['steps_per_epoch']} | {r['rss_before_mb']} | {r['peak_rss_mb']} "
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  table += [f"| {r['users']:,} | {r['input']} | {r['arenas']} | {r['steps_per_epoch']} | {r['rss_before_mb']} | {r['peak_rss_mb']} "
             f"| {r['delta_mb']} | {r['anon_delta_mb']} | {r['setup_s']} | {r['epoch_s']} | {r['filled']} |" for r in rows]
   print("\n".join(table))
   if a.out:

@@ -29,6 +29,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from jaxrec import malloc_arenas
 from jaxrec.config import changed_fields
 from jaxrec.errors import JaxrecError
 
@@ -181,6 +182,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.getLogger("jaxrec").setLevel(logging.INFO)
   try:
+    malloc_arenas.cap_for(_CONFIG.value.data.input)
     seeds = tuple(int(s) for s in _SEEDS.value.split(",") if s.strip())
     report = sweep(_CONFIG.value, _WORKDIR.value, _GRID.value, _RANDOM.value, _SEARCH_SEED.value,
                    seeds, config_file=flags.FLAGS["config"].serialize().split("=", 1)[-1])
