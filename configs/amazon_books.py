@@ -40,11 +40,12 @@ item texts of ~130 tokens is ~1.3e18 FLOP, ~55 minutes on one H100 (bf16,
 (`python -m jaxrec.embed --config=configs/amazon_books.py`). Measured on the
 2-core CPU at the real shape (experiments/results/books_tfds.md): the first
 run preprocesses the raw files and writes the TFDS array_record dataset in
-~3 minutes at 2.2 GiB peak RSS; later runs read it back and pack the
-training rows in ~1.5 minutes at 2.2 GiB. `--config.data.input=stream`
-leaves the users' sequences in that dataset and reads them as training and
-evaluation need them: 0.9 GiB for the same data side, at the cost of a
-~50 s read of the validation histories at each full validation.
+~3.5 minutes at 2.3 GiB peak RSS; later runs read it back and pack the
+training rows in ~1.5 minutes at 2.1 GiB. `--config.data.input=stream`
+holds no user's sequence: they are read from a flat memory-mapped copy of
+that dataset as training and evaluation need them, 1.0 GiB for the same data
+side (the first run writes the copy in ~1.5 minutes; a full validation
+reads its 711k histories back in ~5 s).
 
 Variant `:small` runs on a CPU in minutes on a sample in the real format:
 

@@ -39,9 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
                                       # cached in $JAXREC_CACHE/tfds) with grain; False = the direct reader.
   c.data.input = "memory"             # next_item/last training rows: memory (packed once, in memory) | grain
                                       # (streamed per batch from the users, memory flat in the number of users)
-                                      # | stream (the users' sequences stay in the TFDS dataset's array_record,
-                                      # read as training and evaluation need them; leave-one-out, via_tfds,
-                                      # no cold items).
+                                      # | stream (no user's sequence in memory: read from a flat memory-mapped
+                                      # copy of the TFDS users split as training and evaluation need them;
+                                      # leave-one-out, via_tfds, no cold items).
   c.data.protocol = "leave_one_out"   # leave_one_out (HSTU: last item test, second-to-last valid) | time_split
                                       # (LEARN's industrial protocol; needs timestamps: MovieLens, Amazon Books).
   c.data.cut_quantile = 0.9           # time_split: the cut time is this quantile of all interaction times.

@@ -209,10 +209,10 @@ def load_data(config: ml_collections.ConfigDict):
 def _load_streamed(config: ml_collections.ConfigDict):
   """load_data of data.input='stream': one pass over the TFDS users split (leave-one-out only)."""
   d = config.data
-  items, users = _on_main_first(config, lambda: registry.load_streamed(d.kind, d.path,
-                                                                        **_reader_options(config)))
-  with tqdm(total=len(users), desc="users", unit="user", disable=not distributed.is_main()) as bar:
-    split = stream_split.leave_one_out(users, items.num_items, progress=bar.update)
+  with tqdm(desc="users (copied once to a flat file)", unit="user", disable=not distributed.is_main()) as bar:
+    items, flat = _on_main_first(config, lambda: registry.load_streamed(
+        d.kind, d.path, progress=bar.update, **_reader_options(config)))
+  split = stream_split.leave_one_out(flat, items.num_items)
   if not split.num_train_sequences:
     raise JaxrecError(f"{items.name}: no user has enough interactions to train on")
   return dataclasses.replace(items, user_stats=split.stats), split, np.zeros(0, np.int32)
@@ -220,11 +220,10 @@ def _load_streamed(config: ml_collections.ConfigDict):
 
 def load_items(config: ml_collections.ConfigDict):
   """What CEG embeds: the dataset (load_data's), or with data.input='stream' its ItemCatalogue
-  alone, without the pass over the users."""
+  (its users stay on disk)."""
   d = config.data
   if d.input == "stream":
-    return _on_main_first(config, lambda: registry.load_streamed(d.kind, d.path,
-                                                                 **_reader_options(config)))[0]
+    return _on_main_first(config, lambda: registry.load_items(d.kind, d.path, **_reader_options(config)))
   return load_data(config)[0]
 
 
@@ -269,7 +268,7 @@ def training_input(config: ml_collections.ConfigDict, split) -> tuple[int, Any]:
         split.train, step, batch_size=bs, seed=seed, max_history=d.max_history,
         target_len=d.target_len, mode=d.cut)
   if d.input in ("grain", "stream"):
-    # stream: split.train reads the training sequences from the TFDS users split as blocks need them.
+    # stream: split.train reads the training sequences from the flat copy of the users split.
     rows = grain_input.GrainInput(split.train, max_history=d.max_history, batch_size=bs, seed=seed,
                                   objective=config.loss.objective, pack=d.pack, stride=d.window_stride)
     return rows.steps_per_epoch, prefetch.Prefetched(rows.batch)    # packs ahead while the device steps

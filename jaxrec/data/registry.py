@@ -12,6 +12,7 @@ from collections.abc import Callable
 from jaxrec.data import amazon_books
 from jaxrec.data import lcrec_json
 from jaxrec.data import movielens
+from jaxrec.data import stream_split
 from jaxrec.data import synthetic
 from jaxrec.data import tfds_books
 from jaxrec.data import tfds_builder
@@ -79,12 +80,30 @@ def load_dataset(kind: str, path: str | None = None, via_tfds: bool = True, **kw
   return loader(*args, **kwargs)
 
 
-def load_streamed(kind: str, path: str, **kwargs) -> tuple[ItemCatalogue, object]:
-  """(the items, the `users` split) of kind's TFDS dataset, prepared once as `load_dataset` does,
-  without reading the users: the split is a lazy random-access source that reads records from
-  array_record on demand (`stream_split.leave_one_out` reads it in one pass)."""
+def load_streamed(kind: str, path: str, progress: Callable[[int], object] | None = None,
+                  **kwargs) -> tuple[ItemCatalogue, stream_split.FlatUsers]:
+  """(the items, the users' item sequences) of kind's TFDS dataset, prepared once as `load_dataset`
+  does, without holding the sequences: they are copied once from the `users` split into a flat
+  memory-mapped file beside the cache (`stream_split.open_flat`; `progress(n)` per chunk of n users
+  copied), which `stream_split.leave_one_out` reads."""
+  builder = _streamable(kind, path, **kwargs)
+  items = tfds_builder.read_items(builder)
+  config = builder.builder_config.name
+  root = tfds_builder.default_data_dir().parent / "stream"
+  with tfds_builder.prepare_lock(root, builder.name, config):   # one process writes the copy
+    flat = stream_split.open_flat(builder.as_data_source()["users"],
+                                  root / builder.name / config / str(builder.version),
+                                  items.num_items, progress)
+  return items, flat
+
+
+def load_items(kind: str, path: str, **kwargs) -> ItemCatalogue:
+  """The items of kind's TFDS dataset (prepared once), without reading its users."""
+  return tfds_builder.read_items(_streamable(kind, path, **kwargs))
+
+
+def _streamable(kind: str, path: str, **kwargs) -> tfds_builder.RecBuilder:
   if kind not in SOURCES:
     raise JaxrecError(f"dataset kind {kind!r} has no TFDS dataset to stream from; kinds that do: "
                       f"{', '.join(SOURCES)}")
-  builder = _prepared(kind, path, **kwargs)
-  return tfds_builder.read_items(builder), builder.as_data_source()["users"]
+  return _prepared(kind, path, **kwargs)

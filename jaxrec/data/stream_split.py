@@ -1,66 +1,145 @@
-"""Leave-one-out of a TFDS `users` split, read in one streaming pass: the split's numbers in
-memory, its sequences on disk.
+"""Leave-one-out of a TFDS `users` split without holding the users' sequences in memory.
 
-`leave_one_out(source, num_items)` reads every user once, in bulk chunks, and keeps
-what training and evaluation need of each user (where its record is, its validation and
-test targets, its length) and the training item counts. The evaluation histories are
-`Histories`, lazy views that read the users' records again when evaluation reaches them
-(`evaluate.by_user_chunks`: a chunk of users at a time), and training reads its sequences
-through `grain_input.LeaveOneOutTrain`. So a run's memory holds a few numbers a user,
-not the users' sequences (config data.input='stream').
+`open_flat` copies the split's items once into one flat int32 file beside
+the cache (`FlatUsers`: the items memory-mapped, an offset and a user index a
+record in memory), in one streaming pass over the array_record records;
+later runs reuse it. Reading a history from it is a slice of a memory map:
+evaluation reads every validation history at each full validation, and
+decoding them from array_record costs 50 s at Amazon Books' size (711k
+users) where the slices cost 4.5 s (experiments/results/books_tfds.md). Its pages belong to the page
+cache, which the kernel reclaims, not to the process's own memory.
 
-Users are put in the dataset's user order (each record's `index`), the order
-`splits.leave_one_out` of the loaded dataset has, so both give the same split: the same
-users, targets, histories and counts (tested). Only the training sequences' order differs
-(on-disk order; training shuffles them anyway).
+`leave_one_out(flat, num_items)` then keeps what training and evaluation need
+of each user (its row, its validation and test targets, its length) and the
+training item counts; histories and training sequences are `Histories`,
+lazy views of the flat file. Users are put in the dataset's user order (each
+record's `index`), the order `splits.leave_one_out` of the loaded dataset
+has, so both give the same split: the same users, targets, histories and
+counts (tested). Only the training sequences' order differs (on-disk order;
+training shuffles them anyway).
 """
 
 import dataclasses
+import json
+import os
+import pathlib
+import shutil
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jaxrec.data import grain_input, splits
+from jaxrec.data import splits
 from jaxrec.data.dataset import sequence_stats
 from jaxrec.errors import JaxrecError
 
-_READ = 4096   # records read from the source in one bulk read
+_READ = 4096       # records read from the source in one bulk read
+_FORMAT = 1        # bump when the files' layout changes
+
+
+class FlatUsers:
+  """Every record's items in one flat int32 file (memory-mapped), in the source's record order."""
+
+  def __init__(self, folder: pathlib.Path):
+    meta = json.loads((folder / "meta.json").read_text())
+    self.folder, self.num_items = folder, meta["num_items"]
+    self.offsets = np.load(folder / "offsets.npy")     # [n + 1] int64: record r is items[o[r]:o[r + 1]]
+    self.index = np.load(folder / "index.npy")         # [n] the record's user index in the dataset
+    total = int(self.offsets[-1])
+    self.items = (np.memmap(folder / "items.int32", np.int32, "r", shape=(total,)) if total
+                  else np.zeros(0, np.int32))
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def row(self, r: int) -> np.ndarray:
+    return np.asarray(self.items[self.offsets[r]:self.offsets[r + 1]])
+
+
+def open_flat(source, folder: str | os.PathLike, num_items: int,
+              progress: Callable[[int], object] | None = None) -> FlatUsers:
+  """The FlatUsers copy of a `users` split data source in `folder`, written first (one pass over the
+  source; `progress(n)` after each chunk of n records) unless a complete copy of this source is
+  there. A damaged or partial copy is written again; the source itself is never changed."""
+  folder = pathlib.Path(folder)
+  if not _complete(folder, len(source), num_items):
+    _write(source, folder, num_items, progress)
+  return FlatUsers(folder)
+
+
+def _complete(folder: pathlib.Path, n: int, num_items: int) -> bool:
+  try:
+    meta = json.loads((folder / "meta.json").read_text())
+    offsets = np.load(folder / "offsets.npy", mmap_mode="r")
+    index = np.load(folder / "index.npy", mmap_mode="r")
+    size = (folder / "items.int32").stat().st_size
+  except (OSError, ValueError):
+    return False
+  return (meta == {"format": _FORMAT, "records": n, "num_items": num_items, "items": int(offsets[-1])}
+          and offsets.shape == (n + 1,) and index.shape == (n,) and size == 4 * int(offsets[-1]))
+
+
+def _write(source, folder: pathlib.Path, num_items: int, progress) -> None:
+  n = len(source)
+  tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+  shutil.rmtree(tmp, ignore_errors=True)
+  tmp.mkdir(parents=True)
+  offsets, index = np.zeros(n + 1, np.int64), np.empty(n, np.int64)
+  with open(tmp / "items.int32", "wb") as out:
+    for a in range(0, n, _READ):
+      b = min(a + _READ, n)
+      for r, rec in enumerate(source.__getitems__(list(range(a, b))), start=a):
+        s = np.asarray(rec["items"], np.int32)
+        if s.size == 0 or s.min() < 0 or s.max() >= num_items:
+          shutil.rmtree(tmp, ignore_errors=True)
+          raise JaxrecError(f"users split record {r} (user {int(rec['index'])}): items must be a non-empty "
+                            f"list of indices in 0..{num_items - 1}; the prepared dataset is damaged: "
+                            "delete it to prepare it again")
+        out.write(s.tobytes())
+        offsets[r + 1], index[r] = offsets[r] + len(s), int(rec["index"])
+      if progress is not None:
+        progress(b - a)
+  if not np.array_equal(np.sort(index), np.arange(n)):
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise JaxrecError("the users split's records do not number the users 0..n-1; the prepared "
+                      "dataset is damaged: delete it to prepare it again")
+  np.save(tmp / "offsets.npy", offsets)
+  np.save(tmp / "index.npy", index)
+  (tmp / "meta.json").write_text(json.dumps(
+      {"format": _FORMAT, "records": n, "num_items": num_items, "items": int(offsets[-1])}))
+  shutil.rmtree(folder, ignore_errors=True)     # a damaged or partial copy
+  os.replace(tmp, folder)
 
 
 class Histories(Sequence):
-  """Users' histories read on demand from a users source: record `positions[i]`'s items without
-  their last `drop` (leave-one-out's validation history drops 2, the test history 1)."""
+  """Users' histories read on demand from a FlatUsers: row `rows[i]`'s items without their last
+  `drop` (leave-one-out's validation history and training sequence drop 2, the test history 1)."""
 
-  def __init__(self, source, positions: np.ndarray, drop: int):
-    self._source, self._positions, self._drop = source, np.asarray(positions, np.int64), drop
+  def __init__(self, flat: FlatUsers, rows: np.ndarray, drop: int):
+    self._flat, self._rows, self._drop = flat, np.asarray(rows, np.int64), drop
 
   def __len__(self) -> int:
-    return len(self._positions)
+    return len(self._rows)
 
   def __getitem__(self, i):
     if isinstance(i, slice):
-      return Histories(self._source, self._positions[i], self._drop)
-    return self._cut(self._source[int(self._positions[i])])
+      return Histories(self._flat, self._rows[i], self._drop)
+    return self._flat.row(self._rows[i])[:-self._drop]
+
+  def __getitems__(self, indices) -> list[np.ndarray]:
+    return [self[int(i)] for i in indices]
 
   def take(self, indices) -> "Histories":
     """The histories of users `indices` (a lazy view, as a slice is)."""
     indices = np.asarray(indices)
     if indices.dtype == bool:
       indices = np.flatnonzero(indices)
-    return Histories(self._source, self._positions[indices.astype(np.int64)], self._drop)
-
-  def __iter__(self):
-    for a in range(0, len(self), _READ):
-      yield from (self._cut(r) for r in _read(self._source, self._positions[a:a + _READ]))
-
-  def _cut(self, record) -> np.ndarray:
-    return np.asarray(record["items"], np.int32)[:-self._drop]
+    return Histories(self._flat, self._rows[indices.astype(np.int64)], self._drop)
 
 
 @dataclasses.dataclass(frozen=True)
 class StreamedLeaveOneOut:
   """splits.LeaveOneOut with lazy sequences and the counts that would need them all."""
-  train: grain_input.LeaveOneOutTrain   # every user's training sequence, on-disk order (lazy)
+  train: Histories                      # every record's training sequence, on-disk order (lazy)
   valid: splits.EvalSplit               # histories: Histories
   test: splits.EvalSplit
   num_dropped_users: int                # users with < 3 interactions (no split possible)
@@ -69,53 +148,20 @@ class StreamedLeaveOneOut:
   stats: dict                           # RecDataset.stats() of the whole dataset
 
 
-def _read(source, positions) -> list:
-  return source.__getitems__([int(p) for p in positions])
-
-
-def leave_one_out(source, num_items: int,
-                  progress: Callable[[int], object] | None = None) -> StreamedLeaveOneOut:
-  """The leave-one-out split of a `users` split data source, in one pass over it.
-
-  `progress(n)` is called after each chunk of n users (a tqdm's `update`).
-  """
-  n = len(source)
-  index, length = np.empty(n, np.int64), np.empty(n, np.int64)
-  valid_t, test_t = np.full(n, -1, np.int32), np.full(n, -1, np.int32)
-  items, targets = np.zeros(num_items, np.int64), np.zeros(num_items, np.int64)
-  num_train = 0
-  for a in range(0, n, _READ):
-    b = min(a + _READ, n)
-    seqs = []
-    for i, r in enumerate(_read(source, range(a, b)), start=a):
-      s = np.asarray(r["items"], np.int32)
-      if s.size == 0 or s.min() < 0 or s.max() >= num_items:
-        raise JaxrecError(f"users split record {i} (user {int(r['index'])}): items must be a non-empty "
-                          f"list of indices in 0..{num_items - 1}; the prepared dataset is damaged: "
-                          "delete it to prepare it again")
-      index[i], length[i] = int(r["index"]), len(s)
-      if len(s) >= 3:
-        valid_t[i], test_t[i] = s[-2], s[-1]
-      if len(s) >= 4:                   # a training sequence of >= 2 items
-        seqs.append(s[:-2])
-    if seqs:
-      num_train += len(seqs)
-      counts = splits.train_counts(seqs, num_items, chunk=len(seqs))
-      items += counts.items
-      targets += counts.targets
-    if progress is not None:
-      progress(b - a)
-  order = np.argsort(index, kind="stable")
-  if not np.array_equal(index[order], np.arange(n)):
-    raise JaxrecError("the users split's records do not number the users 0..n-1; the prepared "
-                      "dataset is damaged: delete it to prepare it again")
-  kept = order[length[order] >= 3]       # source positions of the evaluated users, in user order
+def leave_one_out(flat: FlatUsers, num_items: int) -> StreamedLeaveOneOut:
+  """The leave-one-out split of the users in `flat`."""
+  n, length = len(flat), np.diff(flat.offsets)
+  order = np.argsort(flat.index, kind="stable")     # rows in user order
+  kept = order[length[order] >= 3]                  # the evaluated users' rows, in user order
   if not len(kept):
     raise JaxrecError("leave-one-out split: no user has the 3 interactions it needs")
-  users = index[kept].astype(np.int32)
+  ends = flat.offsets[1:][kept]
+  users = flat.index[kept].astype(np.int32)
+  train_rows = np.flatnonzero(length >= 4)          # a training sequence of >= 2 items
   return StreamedLeaveOneOut(
-      train=grain_input.LeaveOneOutTrain(source),
-      valid=splits.EvalSplit(users, Histories(source, kept, 2), valid_t[kept]),
-      test=splits.EvalSplit(users, Histories(source, kept, 1), test_t[kept]),
-      num_dropped_users=n - len(kept), num_train_sequences=num_train,
-      counts=splits.TrainCounts(items, targets), stats=sequence_stats(length[order], num_items))
+      train=Histories(flat, np.arange(n), 2),
+      valid=splits.EvalSplit(users, Histories(flat, kept, 2), np.asarray(flat.items[ends - 2], np.int32)),
+      test=splits.EvalSplit(users, Histories(flat, kept, 1), np.asarray(flat.items[ends - 1], np.int32)),
+      num_dropped_users=n - len(kept), num_train_sequences=len(train_rows),
+      counts=splits.train_counts(Histories(flat, train_rows, 2), num_items),
+      stats=sequence_stats(length[order], num_items))

@@ -87,8 +87,9 @@ def test_training_with_grain_input_learns_and_resumes_exactly(tmp_path):
 
 
 def test_stream_input_reads_the_tfds_users_split_learns_and_resumes_exactly(tmp_path, monkeypatch, demo_as_lcrec):
-  """data.input='stream' takes the training sequences from the array_record users split (the demo
-  data written in LC-Rec's format), not from the in-memory split; it learns and resumes exactly.
+  """data.input='stream' takes the training sequences from the flat copy of the array_record users
+  split (the demo data written in LC-Rec's format), not from the in-memory split; it learns and
+  resumes exactly.
   (TFDS stores users in its own order, so its blocks, and so its batches, differ from grain's.)"""
   from jaxrec import train
   from test_train import tiny_config

@@ -23,11 +23,14 @@ def prepared(tmp_path_factory):
   mp.setenv("JAXREC_CACHE", str(tmp / "cache"))
   items = {str(i): {"title": f"item {i}"} for i in range(40)}
   folder = write_lcrec(tmp / "raw", items=items, inter=_inter())
-  catalogue, users = registry.load_streamed("lcrec_json", str(folder))
   seen = []
-  streamed = stream_split.leave_one_out(users, catalogue.num_items, progress=seen.append)
+  catalogue, flat = registry.load_streamed("lcrec_json", str(folder), progress=seen.append)
+  streamed = stream_split.leave_one_out(flat, catalogue.num_items)
   dataset = registry.load_dataset("lcrec_json", str(folder))
+  assert registry.load_items("lcrec_json", str(folder)).item_ids == catalogue.item_ids
+  again = registry.load_streamed("lcrec_json", str(folder), progress=seen.append)[1]
   mp.undo()
+  assert again.folder == flat.folder and len(seen) == 1     # the copy is written once, then reused
   return streamed, splits.leave_one_out(dataset.sequences), dataset, catalogue, seen
 
 
@@ -91,6 +94,30 @@ class _Records:
     ([{"index": 0, "items": []}], "non-empty"),
     ([{"index": 0, "items": [0, 1, 2]}, {"index": 0, "items": [1, 2, 3]}], "do not number the users"),
 ])
-def test_a_damaged_users_split_is_one_clear_error(records, match):
+def test_a_damaged_users_split_is_one_clear_error_and_leaves_no_copy(tmp_path, records, match):
   with pytest.raises(JaxrecError, match=match):
-    stream_split.leave_one_out(_Records(records), num_items=5)
+    stream_split.open_flat(_Records(records), tmp_path / "flat", num_items=5)
+  assert not any(tmp_path.iterdir())
+
+
+def test_a_damaged_flat_copy_is_written_again_and_a_complete_one_is_reused(tmp_path):
+  records = [{"index": 1, "items": [0, 1, 2, 3]}, {"index": 0, "items": [4, 3, 2]}]
+  flat = stream_split.open_flat(_Records(records), tmp_path / "flat", num_items=5)
+  assert [flat.row(0).tolist(), flat.row(1).tolist()] == [[0, 1, 2, 3], [4, 3, 2]]
+  split = stream_split.leave_one_out(flat, 5)
+  assert split.test.users.tolist() == [0, 1] and split.test.targets.tolist() == [2, 3]
+  assert split.valid.targets.tolist() == [3, 2] and list(map(list, split.test.histories)) == [[4, 3], [0, 1, 2]]
+  assert split.counts.items.tolist() == [1, 1, 0, 0, 0] and split.num_train_sequences == 1
+  stream_split.open_flat(_Unreadable(records), tmp_path / "flat", num_items=5)     # reused, not read
+  with open(tmp_path / "flat" / "items.int32", "r+b") as f:
+    f.truncate(8)                                                                  # damaged
+  flat = stream_split.open_flat(_Records(records), tmp_path / "flat", num_items=5)
+  assert flat.row(1).tolist() == [4, 3, 2] and sorted(p.name for p in tmp_path.iterdir()) == ["flat"]
+  with pytest.raises(JaxrecError, match="no user has the 3 interactions"):
+    stream_split.leave_one_out(stream_split.open_flat(_Records([{"index": 0, "items": [1]}]),
+                                                      tmp_path / "short", num_items=5), 5)
+
+
+class _Unreadable(_Records):
+  def __getitems__(self, indices):
+    raise AssertionError("the source was read again")
