@@ -44,8 +44,8 @@ run preprocesses the raw files and writes the TFDS array_record dataset in
 training rows in ~1.5 minutes at 2.1 GiB. `--config.data.input=stream`
 holds no user's sequence: they are read from a flat memory-mapped copy of
 that dataset as training and evaluation need them, 1.0 GiB for the same data
-side (the first run writes the copy in ~1.5 minutes; a full validation
-reads its 711k histories back in ~5 s).
+side (the first run's data stage, the copy included, takes ~1.5 minutes;
+a full validation reads its 711k histories back in ~5 s).
 
 Variant `:small` runs on a CPU in minutes on a sample in the real format:
 

@@ -144,7 +144,8 @@ def markdown(r: dict, command: str) -> str:
       f"Command: `{command}`", "",
       f"Synthetic pair in the real formats (`jaxrec.data.books_synthetic`): {r['shape']['ratings']:,} ratings, "
       f"users drawn from {r['shape']['users']:,}, items from {r['shape']['items']:,}; "
-      f"{r['machine']}. Each step in a fresh process (its own peak RSS).", "",
+      f"{r['machine']}. Each step in a fresh process (its own peak RSS); the stream rows run in one process, "
+      f"one after another.", "",
       "| step | wall s | CPU s | peak RSS |", "|---|---|---|---|",
       f"| prepare: HSTU preprocessing + array_record write (`tfds_books.prepare`, first run) | "
       f"{p['wall_s']} | {p['cpu_s']} | {p['peak_rss_gib']} GiB |",
@@ -154,7 +155,8 @@ def markdown(r: dict, command: str) -> str:
       f"{l['cpu_s']} (load + input) | {l['peak_rss_gib']} GiB |",
       f"| stream: `train.load_data` with `data.input=stream`, first run (items; the users split copied to a "
       f"flat memory-mapped file in one pass) | {s['load_data_s']} | | {s['peak_rss_load_gib']} GiB |",
-      f"| stream: `train.load_data` again, as a later run (items; the flat copy reused) | "
+      f"| stream: `train.load_data` again, as a later run (items; the flat copy reused; same process, page "
+      f"cache warm) | "
       f"{s['load_data_again_s']} | | |",
       f"| stream: then `train.training_input` (`GrainInput` over the flat copy; packs every block "
       f"once) | {s['construct_s']} | | |",

@@ -34,9 +34,10 @@ def main(argv: list[str]) -> None:
   absl_logging.set_verbosity(absl_logging.WARNING)   # libraries (orbax) stay quiet
   logging.getLogger("jaxrec").setLevel(logging.INFO)  # our stage banners and summaries
   try:
-    from jaxrec import baseline_v1, config as config_lib, distributed, malloc_arenas, train  # keeps --help fast
+    from jaxrec import malloc_arenas   # first: before any import or thread can create arenas
+    malloc_arenas.cap_for(_CONFIG.value.data.input)
+    from jaxrec import baseline_v1, config as config_lib, distributed, train  # keeps --help fast
     config_lib.validate(_CONFIG.value)
-    malloc_arenas.cap_for(_CONFIG.value.data.input)   # before any reader thread starts
     distributed.initialize(_CONFIG.value)   # before any device is used
     distributed.quiet_other_processes()
     preemption.interrupt_on_signals()

@@ -2,11 +2,15 @@
 
 array_record's bulk reads run on a thread pool, and glibc gives each thread a
 malloc arena of its own (up to 8 per core) that keeps the buffers it freed, so
-a run reading the users split grows by arenas, not by what it holds
-(experiments/results/grain_input_mallopt.json). MALLOC_ARENA_MAX=2 in the
-environment avoids that but must be set before Python starts;
-`mallopt(M_ARENA_MAX, n)` does the same from inside the process for the
-threads that start after it, which is when the reader's threads start.
+a process reading array_record grows by arenas, not by what it holds: 70 MB
+against 20 MB for a grain input over an array_record users split at 200k users
+(experiments/results/grain_input_mallopt.json). jaxrec's own streamed runs now
+read array_record only while loading or copying it (data/stream_split.py), but
+a GrainInput over an array_record source of your own reads it all along: call
+`cap()` first. MALLOC_ARENA_MAX=2 in the environment does the same but must be
+set before Python starts; `mallopt(M_ARENA_MAX, n)` works from inside the
+process if it runs before the process has used more than 8 arenas (glibc then
+fixes its limit), so the entry points call it before importing anything else.
 """
 
 import ctypes

@@ -182,7 +182,8 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.getLogger("jaxrec").setLevel(logging.INFO)
   try:
-    malloc_arenas.cap_for(_CONFIG.value.data.input)
+    # The grid may stream where the base config does not.
+    malloc_arenas.cap_for("grain" if "data.input" in _GRID.value else _CONFIG.value.data.input)
     seeds = tuple(int(s) for s in _SEEDS.value.split(",") if s.strip())
     report = sweep(_CONFIG.value, _WORKDIR.value, _GRID.value, _RANDOM.value, _SEARCH_SEED.value,
                    seeds, config_file=flags.FLAGS["config"].serialize().split("=", 1)[-1])

@@ -7,6 +7,7 @@ direct reader instead (the reference; faster for tiny test folders).
 """
 
 import inspect
+import os
 from collections.abc import Callable
 
 from jaxrec.data import amazon_books
@@ -93,8 +94,15 @@ def load_streamed(kind: str, path: str, progress: Callable[[int], object] | None
   with tfds_builder.prepare_lock(root, builder.name, config):   # one process writes the copy
     flat = stream_split.open_flat(builder.as_data_source()["users"],
                                   root / builder.name / config / str(builder.version),
-                                  items.num_items, progress)
+                                  items.num_items, progress, source_id=_prepared_id(builder))
   return items, flat
+
+
+def _prepared_id(builder: tfds_builder.RecBuilder) -> str:
+  """Which preparation of the dataset this is: its info file's size and time change when TFDS
+  prepares it again (e.g. Books downloaded anew under the same config name)."""
+  info = os.stat(os.path.join(builder.data_dir, "dataset_info.json"))
+  return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def load_items(kind: str, path: str, **kwargs) -> ItemCatalogue:

@@ -56,31 +56,42 @@ class FlatUsers:
 
 
 def open_flat(source, folder: str | os.PathLike, num_items: int,
-              progress: Callable[[int], object] | None = None) -> FlatUsers:
+              progress: Callable[[int], object] | None = None, source_id: str = "") -> FlatUsers:
   """The FlatUsers copy of a `users` split data source in `folder`, written first (one pass over the
   source; `progress(n)` after each chunk of n records) unless a complete copy of this source is
-  there. A damaged or partial copy is written again; the source itself is never changed."""
+  there. `source_id` names the source's version (a copy of another version is written again), as
+  does a damaged or partial copy; the source itself is never changed. Callers serialise calls on
+  one folder (registry.load_streamed holds the prepare lock)."""
   folder = pathlib.Path(folder)
-  if not _complete(folder, len(source), num_items):
-    _write(source, folder, num_items, progress)
+  meta = {"format": _FORMAT, "records": len(source), "num_items": num_items, "source": source_id}
+  if not _complete(folder, meta):
+    for stale in folder.parent.glob(f"{folder.name}.tmp-*"):   # left by a killed writer
+      shutil.rmtree(stale, ignore_errors=True)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    try:
+      _write(source, tmp, meta, progress)
+      shutil.rmtree(folder, ignore_errors=True)     # a damaged, partial or other version's copy
+      os.replace(tmp, folder)
+    finally:
+      shutil.rmtree(tmp, ignore_errors=True)
   return FlatUsers(folder)
 
 
-def _complete(folder: pathlib.Path, n: int, num_items: int) -> bool:
+def _complete(folder: pathlib.Path, meta: dict) -> bool:
   try:
-    meta = json.loads((folder / "meta.json").read_text())
+    found = json.loads((folder / "meta.json").read_text())
     offsets = np.load(folder / "offsets.npy", mmap_mode="r")
     index = np.load(folder / "index.npy", mmap_mode="r")
     size = (folder / "items.int32").stat().st_size
-  except (OSError, ValueError):
+    total = int(offsets[-1])
+  except (OSError, ValueError, IndexError):
     return False
-  return (meta == {"format": _FORMAT, "records": n, "num_items": num_items, "items": int(offsets[-1])}
-          and offsets.shape == (n + 1,) and index.shape == (n,) and size == 4 * int(offsets[-1]))
+  return (found == {**meta, "items": total} and offsets.shape == (meta["records"] + 1,)
+          and index.shape == (meta["records"],) and size == 4 * total)
 
 
-def _write(source, folder: pathlib.Path, num_items: int, progress) -> None:
-  n = len(source)
-  tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+def _write(source, tmp: pathlib.Path, meta: dict, progress=None) -> None:
+  n, num_items = meta["records"], meta["num_items"]
   shutil.rmtree(tmp, ignore_errors=True)
   tmp.mkdir(parents=True)
   offsets, index = np.zeros(n + 1, np.int64), np.empty(n, np.int64)
@@ -90,7 +101,6 @@ def _write(source, folder: pathlib.Path, num_items: int, progress) -> None:
       for r, rec in enumerate(source.__getitems__(list(range(a, b))), start=a):
         s = np.asarray(rec["items"], np.int32)
         if s.size == 0 or s.min() < 0 or s.max() >= num_items:
-          shutil.rmtree(tmp, ignore_errors=True)
           raise JaxrecError(f"users split record {r} (user {int(rec['index'])}): items must be a non-empty "
                             f"list of indices in 0..{num_items - 1}; the prepared dataset is damaged: "
                             "delete it to prepare it again")
@@ -98,16 +108,14 @@ def _write(source, folder: pathlib.Path, num_items: int, progress) -> None:
         offsets[r + 1], index[r] = offsets[r] + len(s), int(rec["index"])
       if progress is not None:
         progress(b - a)
+    out.flush()
+    os.fsync(out.fileno())                      # the size check cannot see unwritten pages
   if not np.array_equal(np.sort(index), np.arange(n)):
-    shutil.rmtree(tmp, ignore_errors=True)
     raise JaxrecError("the users split's records do not number the users 0..n-1; the prepared "
                       "dataset is damaged: delete it to prepare it again")
   np.save(tmp / "offsets.npy", offsets)
   np.save(tmp / "index.npy", index)
-  (tmp / "meta.json").write_text(json.dumps(
-      {"format": _FORMAT, "records": n, "num_items": num_items, "items": int(offsets[-1])}))
-  shutil.rmtree(folder, ignore_errors=True)     # a damaged or partial copy
-  os.replace(tmp, folder)
+  (tmp / "meta.json").write_text(json.dumps({**meta, "items": int(offsets[-1])}))
 
 
 class Histories(Sequence):

@@ -109,8 +109,12 @@ def test_a_damaged_flat_copy_is_written_again_and_a_complete_one_is_reused(tmp_p
   assert split.valid.targets.tolist() == [3, 2] and list(map(list, split.test.histories)) == [[4, 3], [0, 1, 2]]
   assert split.counts.items.tolist() == [1, 1, 0, 0, 0] and split.num_train_sequences == 1
   stream_split.open_flat(_Unreadable(records), tmp_path / "flat", num_items=5)     # reused, not read
+  with pytest.raises(AssertionError, match="read again"):                          # another version
+    stream_split.open_flat(_Unreadable(records), tmp_path / "flat", num_items=5, source_id="v2")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["flat"]          # kept until a copy is whole
   with open(tmp_path / "flat" / "items.int32", "r+b") as f:
     f.truncate(8)                                                                  # damaged
+  (tmp_path / "flat.tmp-99999999").mkdir()                                         # a killed writer's
   flat = stream_split.open_flat(_Records(records), tmp_path / "flat", num_items=5)
   assert flat.row(1).tolist() == [4, 3, 2] and sorted(p.name for p in tmp_path.iterdir()) == ["flat"]
   with pytest.raises(JaxrecError, match="no user has the 3 interactions"):
