@@ -90,8 +90,9 @@ def rank_targets(user_emb, item_emb, targets: np.ndarray, exclude, mesh: Mesh,
   """[U, T] integer ranks (0 = top) of each user's targets; -1 where padded.
 
   `exclude`: the item ids each user never gets, [U, H] (-1 padded) or one 1-D
-  array a user (topk.scan pads those block by block). Exact (topk.scan: items scanned in chunks of `item_chunk`, the item table
-  replicated or sharded over the mesh). With approx_recall > 0 the ranks come
+  array a user (topk.scan pads those block by block). Exact (topk.scan: items
+  scanned in chunks of `item_chunk`, the item table replicated or sharded over
+  the mesh). With approx_recall > 0 the ranks come
   from an approximate top-`max_k` list instead (`lax.approx_max_k`): a target
   outside it is UNRANKED, so only metrics at K <= max_k are meaningful.
   """

@@ -92,8 +92,7 @@ def _complete(folder: pathlib.Path, meta: dict) -> bool:
 
 def _write(source, tmp: pathlib.Path, meta: dict, progress=None) -> None:
   n, num_items = meta["records"], meta["num_items"]
-  shutil.rmtree(tmp, ignore_errors=True)
-  tmp.mkdir(parents=True)
+  tmp.mkdir(parents=True)                       # open_flat removed any earlier tmp-* folder
   offsets, index = np.zeros(n + 1, np.int64), np.empty(n, np.int64)
   with open(tmp / "items.int32", "wb") as out:
     for a in range(0, n, _READ):
